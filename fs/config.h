@@ -1,0 +1,60 @@
+/** @file
+ * safs command line, options and credentials (filesystem.md §7).
+ * config.c owns option parsing (fuse_opt table), --help/--version, the token
+ * sources and the fstab-only options; main.c owns start-up and the loop.
+ */
+#ifndef FS_CONFIG_H
+#define FS_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <fuse.h>
+
+/** Every option of the mount. Strings are new (freed by fs_config_clear). */
+struct fs_config {
+    char *source;          /**< "" (team), "<project>" or "<project>/<folder>" */
+    char *mountpoint;      /**< absolute */
+
+    /* connection */
+    char *url, *item_url, *wm_url, *assets_url; /**< -o url= etc. or SA_URL */
+    char *token;           /**< resolved token (never logged, never in argv) */
+    char *token_source;    /**< where it came from: "token_file /x", "SA_TOKEN", "~/.superannotate/config.ini" … */
+    char *token_file;
+    char *cafile;
+    int insecure;          /**< -o insecure, or VERIFY_SSL=false / ssl_verify false */
+    double timeout_scale;  /**< -o timeout= (a scale, default 1) */
+
+    /* behaviour */
+    int keep_status;       /**< -o keep_status */
+    char *suffix;          /**< "___objects.json" (default) or -o suffix=.json */
+    double cache_timeout;  /**< seconds, default 5 */
+    uint64_t max_doc;      /**< bytes, default 256 MiB */
+    double fps;            /**< default 1 */
+    int list_frames;
+    char *recovery_dir;    /**< default $XDG_CACHE_HOME/safs/recovery or ~/.cache/safs/recovery */
+    char *cache_dir;       /**< scratch and spill files; default $XDG_CACHE_HOME/safs */
+    int max_threads;       /**< default 64 */
+    int uid_set, gid_set;
+    unsigned uid, gid;
+    unsigned umask;        /**< default 022 */
+    int read_only;         /**< -o ro */
+    int allow_other;       /**< turns on default_permissions */
+    int loglevel;          /**< syslog level; default LOG_INFO, -d gives LOG_DEBUG */
+    int foreground;        /**< -f (or -d) */
+    int debug;             /**< -d */
+    int probe;             /**< --probe */
+    double attr_timeout, entry_timeout; /**< kernel TTLs; default = cache_timeout */
+};
+
+/** Parse argv. On success fills @p cfg and @p fuse_args (the arguments to
+ * hand to fuse_new: program name, -o options libfuse understands such as
+ * allow_other, default_permissions, ro, fsname/subtype, max_threads is NOT
+ * among them), and returns 0. Returns 1 after printing --help or --version
+ * (exit 0), and -1 with a one-line reason in @p err on a usage error
+ * (exit 1). Resolves the token as filesystem.md §7 orders the sources; the
+ * token file is refused if group or others can read it. */
+int fs_config_parse(int argc, char **argv, struct fs_config *cfg, struct fuse_args *fuse_args,
+                    char *err, size_t errlen);
+void fs_config_clear(struct fs_config *cfg);
+
+#endif
