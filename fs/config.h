@@ -43,13 +43,17 @@ struct fs_config {
     int foreground;        /**< -f (or -d) */
     int debug;             /**< -d */
     int probe;             /**< --probe */
-    double attr_timeout, entry_timeout; /**< kernel TTLs; default = cache_timeout */
+    char *cache_dir_opt;   /**< reserved for the on-disk document cache (-o cache_dir=), NULL if unset */
 };
 
 /** Parse argv. On success fills @p cfg and @p fuse_args (the arguments to
- * hand to fuse_new: program name, -o options libfuse understands such as
- * allow_other, default_permissions, ro, fsname/subtype, max_threads is NOT
- * among them), and returns 0. Returns 1 after printing --help or --version
+ * hand to fuse_new: the program name and the -o options libfuse's
+ * high-level layer understands and we do not consume: attr_timeout,
+ * entry_timeout, negative_timeout, allow_other (plus default_permissions,
+ * added), ro is both ours and passed, fsname=safs#SOURCE and subtype=safs
+ * are added), and returns 0. Our own options (url, token_file, …, -f, -d)
+ * are consumed; fstab-only ones (_netdev, nofail, auto, noauto, user, users,
+ * x-systemd.*, defaults) are discarded. Returns 1 after printing --help or --version
  * (exit 0), and -1 with a one-line reason in @p err on a usage error
  * (exit 1). Resolves the token as filesystem.md §7 orders the sources; the
  * token file is refused if group or others can read it. */
