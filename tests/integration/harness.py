@@ -363,3 +363,75 @@ def errno_of(fn):
     except OSError as e:
         return e.errno
     return 0
+
+
+def pretty_tokens(raw):
+    """The bytes safs must serve for platform document text @raw (filesystem.md
+    §2): Python's json.dumps(indent=4) layout (", " / ": ", empty containers as
+    [] and {}) but every string and number token copied verbatim, plus a final
+    newline. Written independently of the daemon's printer."""
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8")
+    out = []
+    i, n, depth = 0, len(raw), 0
+    ws = " \t\r\n"
+
+    def skip(j):
+        while j < n and raw[j] in ws:
+            j += 1
+        return j
+
+    while i < n:
+        c = raw[i]
+        if c in ws:
+            i += 1
+            continue
+        if c in "[{":
+            close = "]" if c == "[" else "}"
+            j = skip(i + 1)
+            if j < n and raw[j] == close:
+                out.append(c + close)
+                i = j + 1
+                continue
+            depth += 1
+            out.append(c + "\n" + "    " * depth)
+            i += 1
+        elif c in "]}":
+            depth -= 1
+            out.append("\n" + "    " * depth + c)
+            i += 1
+        elif c == ",":
+            out.append(",\n" + "    " * depth)
+            i += 1
+        elif c == ":":
+            out.append(": ")
+            i += 1
+        elif c == '"':
+            j = i + 1
+            while raw[j] != '"':
+                j += 2 if raw[j] == "\\" else 1
+            out.append(raw[i:j + 1])
+            i = j + 1
+        else:
+            j = i
+            while j < n and raw[j] not in ws + ",]}:":
+                j += 1
+            out.append(raw[i:j])
+            i = j
+    return ("".join(out) + "\n").encode("utf-8")
+
+
+def parse_ts(s):
+    """'YYYY-MM-DDTHH:MM:SS.mmmZ' -> epoch seconds (float)."""
+    import datetime
+    d = datetime.datetime.strptime(s, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc)
+    return d.timestamp()
+
+
+def recovered_bytes(recovery_dir):
+    """Contents of every file under the recovery folder."""
+    out = []
+    for root, _, files in os.walk(recovery_dir):
+        for f in files:
+            out.append(read(os.path.join(root, f)))
+    return out
