@@ -70,6 +70,11 @@ def mount(request, emulator, tmp_path, programs):
 
     yield factory
     errors = []
+    for em in {id(m.emulator): m.emulator for m in mounts}.values():
+        try:
+            em.clear_faults()  # so a clean unmount is possible
+        except Exception:
+            pass
     for m in mounts:
         try:
             m.unmount()

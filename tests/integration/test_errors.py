@@ -15,7 +15,10 @@ def close_errno(path, data, mode="wb"):
     try:
         f.write(data)
     except OSError as e:
-        f.close() if not f.closed else None
+        try:
+            f.close()
+        except OSError:
+            pass
         return ("write", e.errno)
     try:
         f.close()
@@ -117,7 +120,8 @@ def test_dead_server_eio(mount, emulator, api, kind):
     f = open(m.p(name + SUFFIX), "wb")       # opened while the server is alive
     fault = {"path": "/api/", "count": -1}
     fault.update({"status": 503} if kind == "503" else {"drop": True})
-    emulator.faults([fault, dict(fault, path="/folder"), dict(fault, path="/folders")])
+    emulator.faults([dict(fault, path=pre) for pre in
+                     ("/api/", "/folder", "/image", "/annotations", "/user", "/classes", "/templates")])
     data = b'{"metadata": {"name": "x"}, "instances": [], "tags": ["dead"], "comments": []}\n'
     f.write(data)
     try:
