@@ -1,0 +1,909 @@
+/* libsaclient transport: configuration, the pool of curl easy handles, one
+ * request with retries and deadlines, HTTP/curl -> enum sa_err (ONLY here),
+ * the thread's error detail, counters, logging. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+
+#include "http_i.h"
+
+#ifndef SAFS_VERSION
+#define SAFS_VERSION "0"
+#endif
+
+/* ------------------------------------------------------------------ */
+/* Errors, logging                                                     */
+
+static __thread char tl_err[1024];
+
+const char *sa_strerror(enum sa_err e)
+{
+    switch (e) {
+    case SA_OK: return "success";
+    case SA_ERR_NOTFOUND: return "not found";
+    case SA_ERR_DENIED: return "access denied";
+    case SA_ERR_INVAL: return "invalid argument or document";
+    case SA_ERR_EXISTS: return "already exists";
+    case SA_ERR_CONFLICT: return "changed on the platform";
+    case SA_ERR_BUSY: return "server busy";
+    case SA_ERR_TIMEOUT: return "timed out";
+    case SA_ERR_NET: return "network error";
+    case SA_ERR_SERVER: return "server error";
+    case SA_ERR_PROTO: return "unexpected response";
+    case SA_ERR_TOOBIG: return "too big";
+    case SA_ERR_NOMEM: return "out of memory";
+    case SA_ERR_UNSUPP: return "not supported";
+    }
+    return "unknown error";
+}
+
+const char *sa_last_error(void)
+{
+    return tl_err;
+}
+
+void sa_set_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(tl_err, sizeof tl_err, fmt, ap);
+    va_end(ap);
+}
+
+void sa_clear_error(void)
+{
+    tl_err[0] = '\0';
+}
+
+void sa_logf(struct sa_client *c, int level, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    if (!c->log)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    c->log(c->log_ud, level, msg);
+}
+
+enum sa_err sa_fail(struct sa_client *c, enum sa_err e)
+{
+    if (e != SA_OK)
+        __atomic_fetch_add(&c->stats.errors, 1, __ATOMIC_RELAXED);
+    return e;
+}
+
+const char *sa_req_kind_name(enum sa_req_kind k)
+{
+    static const char *const names[SA_REQ__COUNT] = {
+        "auth", "project", "folder", "list", "workflow", "classify",
+        "download", "upload", "status", "delete", "other",
+    };
+    if ((int)k < 0 || k >= SA_REQ__COUNT)
+        return "other";
+    return names[k];
+}
+
+void sa_client_stats(struct sa_client *c, struct sa_stats *out)
+{
+    for (int i = 0; i < SA_REQ__COUNT; i++)
+        out->requests[i] = __atomic_load_n(&c->stats.requests[i], __ATOMIC_RELAXED);
+    out->retries = __atomic_load_n(&c->stats.retries, __ATOMIC_RELAXED);
+    out->errors = __atomic_load_n(&c->stats.errors, __ATOMIC_RELAXED);
+    out->bytes_down = __atomic_load_n(&c->stats.bytes_down, __ATOMIC_RELAXED);
+    out->bytes_up = __atomic_load_n(&c->stats.bytes_up, __ATOMIC_RELAXED);
+}
+
+/* ------------------------------------------------------------------ */
+/* Small helpers                                                       */
+
+double sa_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void sa_sleep(double s)
+{
+    struct timespec ts;
+    if (s <= 0)
+        return;
+    ts.tv_sec = (time_t)s;
+    ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+double sa_call_deadline(const struct sa_client *c)
+{
+    return sa_now() + SA_CALL_S * c->scale;
+}
+
+double sa_large_deadline(const struct sa_client *c)
+{
+    return sa_now() + SA_LARGE_S * c->scale;
+}
+
+void sa_buf_add(struct sa_buf *b, const char *s, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->oom = 1;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    if (n)
+        memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+void sa_buf_adds(struct sa_buf *b, const char *s)
+{
+    sa_buf_add(b, s, strlen(s));
+}
+
+void sa_buf_addf(struct sa_buf *b, const char *fmt, ...)
+{
+    char tmp[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n < sizeof tmp) {
+        sa_buf_add(b, tmp, (size_t)n);
+        return;
+    }
+    char *big = malloc((size_t)n + 1);
+    if (!big) {
+        b->oom = 1;
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    sa_buf_add(b, big, (size_t)n);
+    free(big);
+}
+
+void sa_buf_free(struct sa_buf *b)
+{
+    free(b->p);
+    memset(b, 0, sizeof *b);
+}
+
+void sa_buf_addq(struct sa_buf *b, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        unsigned char ch = *p;
+        if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+            ch == '-' || ch == '.' || ch == '_' || ch == '~') {
+            char one = (char)ch;
+            sa_buf_add(b, &one, 1);
+        } else {
+            char enc[3] = {'%', hex[ch >> 4], hex[ch & 15]};
+            sa_buf_add(b, enc, 3);
+        }
+    }
+}
+
+long long sa_jint(json_t *o, const char *key)
+{
+    json_t *v = json_object_get(o, key);
+    if (json_is_integer(v))
+        return (long long)json_integer_value(v);
+    if (json_is_real(v))
+        return (long long)json_real_value(v);
+    if (json_is_true(v))
+        return 1;
+    if (json_is_string(v))
+        return strtoll(json_string_value(v), NULL, 10);
+    return 0;
+}
+
+char *sa_jstrdup(json_t *o, const char *key)
+{
+    json_t *v = json_object_get(o, key);
+    if (json_is_string(v))
+        return strdup(json_string_value(v));
+    if (json_is_integer(v)) {
+        char tmp[32];
+        snprintf(tmp, sizeof tmp, "%lld", (long long)json_integer_value(v));
+        return strdup(tmp);
+    }
+    return NULL;
+}
+
+char *sa_jdump(json_t *v)
+{
+    return json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+}
+
+void sa_resp_clear(struct sa_resp *r)
+{
+    free(r->body);
+    memset(r, 0, sizeof *r);
+}
+
+static char *b64(const char *s, size_t n)
+{
+    static const char tab[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char *out = malloc((n + 2) / 3 * 4 + 1);
+    if (!out)
+        return NULL;
+    size_t o = 0;
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned)p[i] << 16;
+        if (i + 1 < n)
+            v |= (unsigned)p[i + 1] << 8;
+        if (i + 2 < n)
+            v |= p[i + 2];
+        out[o++] = tab[(v >> 18) & 63];
+        out[o++] = tab[(v >> 12) & 63];
+        out[o++] = i + 1 < n ? tab[(v >> 6) & 63] : '=';
+        out[o++] = i + 2 < n ? tab[v & 63] : '=';
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* ------------------------------------------------------------------ */
+/* Configuration                                                       */
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_rc;
+
+static void curl_init_once(void)
+{
+    curl_init_rc = curl_global_init(CURL_GLOBAL_ALL);
+}
+
+/* api.md §2.1: ^[-.@_A-Za-z0-9]+=\d+$ ; the team id follows the '='. */
+static int parse_token(const char *tok, long long *team)
+{
+    const char *p = tok;
+    size_t key = 0;
+    while (*p && *p != '=') {
+        char ch = *p;
+        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+              ch == '-' || ch == '.' || ch == '@' || ch == '_'))
+            return -1;
+        p++;
+        key++;
+    }
+    if (!key || *p != '=')
+        return -1;
+    p++;
+    if (!*p)
+        return -1;
+    long long v = 0;
+    for (; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return -1;
+        if (v > (INT64_MAX - 9) / 10)
+            return -1;
+        v = v * 10 + (*p - '0');
+    }
+    *team = v;
+    return 0;
+}
+
+/* base + '/' if it lacks one (+ suffix), new. */
+static char *join_base(const char *base, const char *suffix)
+{
+    size_t n = strlen(base);
+    while (n > 0 && base[n - 1] == '/')
+        n--;
+    size_t sn = suffix ? strlen(suffix) : 0;
+    char *s = malloc(n + 1 + sn + 2);
+    if (!s)
+        return NULL;
+    memcpy(s, base, n);
+    s[n] = '/';
+    if (sn) {
+        memcpy(s + n + 1, suffix, sn);
+        s[n + 1 + sn] = '\0';
+        /* make sure it ends with '/' */
+        if (s[n + sn] != '/') {
+            s[n + 1 + sn] = '/';
+            s[n + 2 + sn] = '\0';
+        }
+    } else {
+        s[n + 1] = '\0';
+    }
+    return s;
+}
+
+#define SA_PROD_API "https://api.superannotate.com"
+
+static void share_lock(CURL *h, curl_lock_data d, curl_lock_access a, void *ud)
+{
+    (void)h;
+    (void)a;
+    struct sa_client *c = ud;
+    pthread_mutex_lock(&c->share_mu[d]);
+}
+
+static void share_unlock(CURL *h, curl_lock_data d, void *ud)
+{
+    (void)h;
+    struct sa_client *c = ud;
+    pthread_mutex_unlock(&c->share_mu[d]);
+}
+
+struct sa_client *sa_client_new(const struct sa_config *cfg, char *err, size_t errlen)
+{
+    struct sa_client *c = NULL;
+    if (errlen)
+        err[0] = '\0';
+    if (!cfg || !cfg->token) {
+        snprintf(err, errlen, "no token");
+        return NULL;
+    }
+    long long team = 0;
+    if (parse_token(cfg->token, &team) != 0) {
+        snprintf(err, errlen, "token is not of the form <key>=<team_id>");
+        return NULL;
+    }
+    pthread_once(&curl_once, curl_init_once);
+    if (curl_init_rc != CURLE_OK) {
+        snprintf(err, errlen, "curl_global_init failed: %s", curl_easy_strerror(curl_init_rc));
+        return NULL;
+    }
+    c = calloc(1, sizeof *c);
+    if (!c)
+        goto oom;
+    c->team_id = team;
+    c->token = strdup(cfg->token);
+    c->scale = cfg->timeout_scale > 0 ? cfg->timeout_scale : 1.0;
+    c->insecure = cfg->insecure;
+    c->log = cfg->log;
+    c->log_ud = cfg->log_ud;
+    c->max_handles = cfg->max_connections > 0 ? (size_t)cfg->max_connections : 16;
+    if (cfg->cafile && !(c->cafile = strdup(cfg->cafile)))
+        goto oom;
+
+    int prod = !cfg->url || !strcmp(cfg->url, SA_PROD_API) || !strcmp(cfg->url, SA_PROD_API "/");
+    const char *url = cfg->url ? cfg->url : SA_PROD_API;
+    if (strncmp(url, "http://", 7) && strncmp(url, "https://", 8)) {
+        snprintf(err, errlen, "url must start with http:// or https://");
+        sa_client_free(c);
+        return NULL;
+    }
+    c->base[SA_SVC_MAIN] = join_base(url, NULL);
+    if (cfg->item_url)
+        c->base[SA_SVC_ITEM] = join_base(cfg->item_url, NULL);
+    else
+        c->base[SA_SVC_ITEM] = prod ? join_base("https://item.superannotate.com/api/v1/", NULL)
+                                    : join_base(url, "api/v1/");
+    if (cfg->wm_url)
+        c->base[SA_SVC_WM] = join_base(cfg->wm_url, NULL);
+    else
+        c->base[SA_SVC_WM] =
+            prod ? join_base("https://work-management-api.superannotate.com/api/v1/", NULL)
+                 : join_base(url, "api/v1/");
+    const char *assets = cfg->assets_url;
+    char *assets_own = NULL;
+    if (!assets) {
+        assets_own = prod ? join_base("https://assets-provider.superannotate.com/api/", NULL)
+                          : join_base(url, "api/");
+        assets = assets_own;
+    }
+    if (assets) {
+        c->base[SA_SVC_V4] = join_base(assets, "v4/");
+        c->base[SA_SVC_V301] = join_base(assets, "v3.01/");
+    }
+    free(assets_own);
+    for (int i = 0; i < SA_SVC__COUNT; i++)
+        if (!c->base[i])
+            goto oom;
+    if (!c->token)
+        goto oom;
+
+    pthread_mutex_init(&c->pool_mu, NULL);
+    pthread_cond_init(&c->pool_cv, NULL);
+    pthread_mutex_init(&c->wf_mu, NULL);
+    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+        pthread_mutex_init(&c->share_mu[i], NULL);
+    c->pool = calloc(c->max_handles, sizeof *c->pool);
+    if (!c->pool)
+        goto oom;
+    c->share = curl_share_init();
+    if (!c->share)
+        goto oom;
+    /* DNS and TLS sessions only: sharing the connection cache is a known
+     * bug in curl 7.88 (KNOWN_BUGS "connection pool sharing"). */
+    curl_share_setopt(c->share, CURLSHOPT_LOCKFUNC, share_lock);
+    curl_share_setopt(c->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
+    curl_share_setopt(c->share, CURLSHOPT_USERDATA, c);
+    curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+    curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+    return c;
+oom:
+    snprintf(err, errlen, "out of memory");
+    sa_client_free(c);
+    return NULL;
+}
+
+void sa_client_free(struct sa_client *c)
+{
+    if (!c)
+        return;
+    if (c->pool) {
+        for (size_t i = 0; i < c->n_free; i++)
+            curl_easy_cleanup(c->pool[i]);
+        free(c->pool);
+        pthread_mutex_destroy(&c->pool_mu);
+        pthread_cond_destroy(&c->pool_cv);
+        pthread_mutex_destroy(&c->wf_mu);
+        for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+            pthread_mutex_destroy(&c->share_mu[i]);
+    }
+    if (c->share)
+        curl_share_cleanup(c->share);
+    for (int i = 0; i < SA_WF_CACHE_N; i++)
+        sa_workflow_clear(&c->wf_cache[i].wf);
+    for (int i = 0; i < SA_SVC__COUNT; i++)
+        free(c->base[i]);
+    if (c->token) {
+        /* do not leave the secret in freed memory */
+        memset(c->token, 0, strlen(c->token));
+        free(c->token);
+    }
+    free(c->cafile);
+    free(c);
+}
+
+long long sa_client_team_id(const struct sa_client *c)
+{
+    return c->team_id;
+}
+
+/* ------------------------------------------------------------------ */
+/* Handle pool                                                         */
+
+static CURL *pool_get(struct sa_client *c)
+{
+    CURL *h = NULL;
+    pthread_mutex_lock(&c->pool_mu);
+    while (c->n_free == 0 && c->n_handles >= c->max_handles)
+        pthread_cond_wait(&c->pool_cv, &c->pool_mu);
+    if (c->n_free > 0) {
+        h = c->pool[--c->n_free];
+        pthread_mutex_unlock(&c->pool_mu);
+        return h;
+    }
+    c->n_handles++;
+    pthread_mutex_unlock(&c->pool_mu);
+    h = curl_easy_init();
+    if (!h) {
+        pthread_mutex_lock(&c->pool_mu);
+        c->n_handles--;
+        pthread_cond_signal(&c->pool_cv);
+        pthread_mutex_unlock(&c->pool_mu);
+    }
+    return h;
+}
+
+static void pool_put(struct sa_client *c, CURL *h)
+{
+    pthread_mutex_lock(&c->pool_mu);
+    c->pool[c->n_free++] = h;
+    pthread_cond_signal(&c->pool_cv);
+    pthread_mutex_unlock(&c->pool_mu);
+}
+
+/* ------------------------------------------------------------------ */
+/* Mapping                                                             */
+
+/* A table, not a switch: -Wswitch-enum -Werror and a foreign enum. */
+static const struct {
+    CURLcode cc;
+    enum sa_err e;
+    int retry;
+} curl_map[] = {
+    {CURLE_COULDNT_CONNECT, SA_ERR_NET, 1},
+    {CURLE_SEND_ERROR, SA_ERR_NET, 1},
+    {CURLE_RECV_ERROR, SA_ERR_NET, 1},
+    {CURLE_GOT_NOTHING, SA_ERR_NET, 1},
+    {CURLE_PARTIAL_FILE, SA_ERR_NET, 1},
+    {CURLE_HTTP2, SA_ERR_NET, 1},
+    {CURLE_HTTP2_STREAM, SA_ERR_NET, 1},
+    {CURLE_OPERATION_TIMEDOUT, SA_ERR_TIMEOUT, 1},
+    {CURLE_COULDNT_RESOLVE_HOST, SA_ERR_NET, 0},
+    {CURLE_COULDNT_RESOLVE_PROXY, SA_ERR_NET, 0},
+    {CURLE_SSL_CONNECT_ERROR, SA_ERR_NET, 0},
+    {CURLE_PEER_FAILED_VERIFICATION, SA_ERR_NET, 0},
+    {CURLE_SSL_CACERT_BADFILE, SA_ERR_NET, 0},
+    {CURLE_OUT_OF_MEMORY, SA_ERR_NOMEM, 0},
+    {CURLE_URL_MALFORMAT, SA_ERR_INVAL, 0},
+    {CURLE_UNSUPPORTED_PROTOCOL, SA_ERR_INVAL, 0},
+    {CURLE_FILESIZE_EXCEEDED, SA_ERR_TOOBIG, 0},
+    {CURLE_TOO_MANY_REDIRECTS, SA_ERR_PROTO, 0},
+    {CURLE_BAD_CONTENT_ENCODING, SA_ERR_PROTO, 0},
+    {CURLE_WRITE_ERROR, SA_ERR_PROTO, 0},
+    {CURLE_ABORTED_BY_CALLBACK, SA_ERR_PROTO, 0},
+};
+
+static enum sa_err map_curl(CURLcode cc, int *retry)
+{
+    for (size_t i = 0; i < sizeof curl_map / sizeof curl_map[0]; i++)
+        if (curl_map[i].cc == cc) {
+            *retry = curl_map[i].retry;
+            return curl_map[i].e;
+        }
+    *retry = 0;
+    return SA_ERR_NET;
+}
+
+static enum sa_err map_status(long st, int *retry)
+{
+    *retry = (st == 429 || st == 502 || st == 503 || st == 504);
+    if (st == 400 || st == 422)
+        return SA_ERR_INVAL;
+    if (st == 401 || st == 403)
+        return SA_ERR_DENIED;
+    if (st == 404)
+        return SA_ERR_NOTFOUND;
+    if (st == 409)
+        return SA_ERR_EXISTS;
+    if (st == 412)
+        return SA_ERR_CONFLICT;
+    if (st == 413)
+        return SA_ERR_TOOBIG;
+    if (st == 429 || st == 503)
+        return SA_ERR_BUSY;
+    if (st >= 500 && st <= 599)
+        return SA_ERR_SERVER;
+    if (st >= 400 && st <= 499)
+        return SA_ERR_INVAL;
+    return SA_ERR_PROTO;
+}
+
+/* The server's message: `error`, else `errors`, else `message`; else the
+ * start of the body. Written into out (always NUL-terminated). */
+static void server_message(const char *body, size_t len, char *out, size_t outlen)
+{
+    out[0] = '\0';
+    if (!body || !len)
+        return;
+    json_t *j = json_loadb(body, len, 0, NULL);
+    if (j) {
+        static const char *const keys[] = {"error", "errors", "message"};
+        for (size_t i = 0; i < 3; i++) {
+            json_t *v = json_object_get(j, keys[i]);
+            if (!v)
+                continue;
+            if (json_is_string(v)) {
+                snprintf(out, outlen, "%s", json_string_value(v));
+            } else {
+                char *s = sa_jdump(v);
+                snprintf(out, outlen, "%s", s ? s : "");
+                free(s);
+            }
+            json_decref(j);
+            return;
+        }
+        json_decref(j);
+    }
+    size_t n = len < outlen - 1 ? len : outlen - 1;
+    if (n > 200)
+        n = 200;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)body[i];
+        out[i] = (ch < 32 || ch == 127) ? ' ' : (char)ch;
+    }
+    out[n] = '\0';
+}
+
+/* ------------------------------------------------------------------ */
+/* One request                                                         */
+
+struct xfer {
+    CURL *h;
+    const struct sa_sink *sink;
+    struct sa_buf body;
+    int sink_err;
+};
+
+static size_t on_write(char *p, size_t sz, size_t nm, void *ud)
+{
+    struct xfer *x = ud;
+    size_t n = sz * nm;
+    if (x->sink) {
+        long code = 0;
+        curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &code);
+        if (code >= 200 && code < 300) {
+            if (x->sink->write(x->sink->ud, p, n)) {
+                x->sink_err = 1;
+                return 0;
+            }
+            return n;
+        }
+        if (x->body.len > 65536)
+            return n; /* an error body: keep only its start */
+    }
+    sa_buf_add(&x->body, p, n);
+    return x->body.oom ? 0 : n;
+}
+
+/* Per-thread xorshift for jitter. */
+static double jitter01(void)
+{
+    static __thread uint64_t s;
+    if (!s) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        s = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)&s;
+        if (!s)
+            s = 88172645463325252ull;
+    }
+    s ^= s << 13;
+    s ^= s >> 7;
+    s ^= s << 17;
+    return (double)(s >> 11) / 9007199254740992.0;
+}
+
+static const char *const svc_name[SA_SVC__COUNT] = {"", "item:", "wm:", "v4:", "v3.01:"};
+
+#define SA_MAX_RETRIES 6
+
+enum sa_err sa_http(struct sa_client *c, const struct sa_req *rq, struct sa_resp *resp)
+{
+    enum sa_err err = SA_OK;
+    struct sa_buf url = {0};
+    struct curl_slist *hdrs = NULL;
+    char *ctx64 = NULL;
+    char errbuf[CURL_ERROR_SIZE];
+    char ua[64];
+    CURL *h = NULL;
+    const char *path = rq->path;
+    double deadline = rq->deadline > 0 ? rq->deadline : sa_call_deadline(c);
+
+    memset(resp, 0, sizeof *resp);
+    while (*path == '/')
+        path++;
+    sa_buf_adds(&url, c->base[rq->svc]);
+    sa_buf_adds(&url, path);
+    sa_buf_addf(&url, "%steam_id=%lld", strchr(path, '?') ? "&" : "?", c->team_id);
+    if (rq->query && *rq->query) {
+        sa_buf_adds(&url, "&");
+        sa_buf_adds(&url, rq->query);
+    }
+
+    /* headers: the token lives only here */
+    {
+        struct sa_buf hb = {0};
+        sa_buf_addf(&hb, "Authorization: %s", c->token);
+        hdrs = curl_slist_append(hdrs, hb.p ? hb.p : "");
+        sa_buf_free(&hb);
+    }
+    hdrs = curl_slist_append(hdrs, "authtype: sdk");
+    if (!rq->mime)
+        hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+    hdrs = curl_slist_append(hdrs, "Expect:");
+    {
+        char defctx[64];
+        const char *ctx = rq->ctx;
+        if (!ctx) {
+            snprintf(defctx, sizeof defctx, "{\"team_id\": \"%lld\"}", c->team_id);
+            ctx = defctx;
+        }
+        ctx64 = b64(ctx, strlen(ctx));
+        struct sa_buf hb = {0};
+        sa_buf_addf(&hb, "x-sa-entity-context: %s", ctx64 ? ctx64 : "");
+        hdrs = curl_slist_append(hdrs, hb.p ? hb.p : "");
+        sa_buf_free(&hb);
+    }
+    if (rq->upload_id) {
+        struct sa_buf hb = {0};
+        sa_buf_addf(&hb, "upload_id: %s", rq->upload_id);
+        hdrs = curl_slist_append(hdrs, hb.p ? hb.p : "");
+        sa_buf_free(&hb);
+    }
+    snprintf(ua, sizeof ua, "safs/%s", SAFS_VERSION);
+    if (url.oom || !hdrs || !ctx64) {
+        sa_set_error("%s %s%s: out of memory", rq->method, svc_name[rq->svc], path);
+        err = SA_ERR_NOMEM;
+        goto out;
+    }
+
+    h = pool_get(c);
+    if (!h) {
+        sa_set_error("%s %s%s: curl_easy_init failed", rq->method, svc_name[rq->svc], path);
+        err = SA_ERR_NOMEM;
+        goto out;
+    }
+
+    for (int attempt = 0;; attempt++) {
+        double remaining = deadline - sa_now();
+        struct xfer x = {.h = h, .sink = rq->sink};
+        curl_mime *mime = NULL;
+        int retry = 0;
+        long status = 0;
+        char msg[512];
+
+        if (remaining <= 0) {
+            if (attempt == 0 || err == SA_OK || err == SA_ERR_TIMEOUT) {
+                sa_set_error("%s %s%s: call deadline passed", rq->method, svc_name[rq->svc], path);
+                err = SA_ERR_TIMEOUT;
+            }
+            break;
+        }
+        if (rq->sink && rq->sink->reset)
+            rq->sink->reset(rq->sink->ud);
+
+        curl_easy_reset(h); /* keeps the connection, DNS and TLS caches */
+        errbuf[0] = '\0';
+        curl_easy_setopt(h, CURLOPT_URL, url.p);
+        curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(h, CURLOPT_SHARE, c->share);
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+        curl_easy_setopt(h, CURLOPT_USERAGENT, ua);
+        curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
+        curl_easy_setopt(h, CURLOPT_WRITEDATA, &x);
+        curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+        curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+        if (c->insecure) {
+            curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
+            curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
+        }
+        if (c->cafile)
+            curl_easy_setopt(h, CURLOPT_CAINFO, c->cafile);
+        long tmo = (long)(remaining * 1000.0) + 1;
+        long ctmo = (long)(SA_CONNECT_S * c->scale * 1000.0);
+        if (ctmo > tmo)
+            ctmo = tmo;
+        if (ctmo < 1)
+            ctmo = 1;
+        long stall = (long)(SA_STALL_S * c->scale + 0.5);
+        curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, tmo);
+        curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, ctmo);
+        curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, stall < 1 ? 1L : stall);
+
+        if (rq->mime) {
+            mime = rq->mime(h, rq->mime_ud);
+            if (!mime) {
+                sa_set_error("%s %s%s: out of memory (multipart)", rq->method, svc_name[rq->svc],
+                             path);
+                err = SA_ERR_NOMEM;
+                break;
+            }
+            curl_easy_setopt(h, CURLOPT_MIMEPOST, mime);
+        } else if (!strcmp(rq->method, "GET")) {
+            curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+        } else {
+            curl_easy_setopt(h, CURLOPT_POST, 1L);
+            curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)rq->body_len);
+            curl_easy_setopt(h, CURLOPT_POSTFIELDS, rq->body ? rq->body : "");
+            if (strcmp(rq->method, "POST"))
+                curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, rq->method);
+        }
+
+        CURLcode cc = curl_easy_perform(h);
+        curl_off_t up = 0, down = 0;
+        curl_easy_getinfo(h, CURLINFO_SIZE_UPLOAD_T, &up);
+        curl_easy_getinfo(h, CURLINFO_SIZE_DOWNLOAD_T, &down);
+        __atomic_fetch_add(&c->stats.requests[rq->kind], 1, __ATOMIC_RELAXED);
+        if (attempt > 0)
+            __atomic_fetch_add(&c->stats.retries, 1, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&c->stats.bytes_up, (uint64_t)(up > 0 ? up : 0), __ATOMIC_RELAXED);
+        __atomic_fetch_add(&c->stats.bytes_down, (uint64_t)(down > 0 ? down : 0),
+                           __ATOMIC_RELAXED);
+        if (mime) {
+            curl_easy_setopt(h, CURLOPT_MIMEPOST, NULL);
+            curl_mime_free(mime);
+        }
+
+        if (cc == CURLE_OK) {
+            curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+            if (status >= 200 && status < 300) {
+                resp->status = status;
+                resp->body = x.body.p ? x.body.p : strdup("");
+                resp->len = x.body.len;
+                if (!resp->body) {
+                    err = SA_ERR_NOMEM;
+                    sa_set_error("%s %s%s: out of memory", rq->method, svc_name[rq->svc], path);
+                } else {
+                    err = SA_OK;
+                }
+                goto out;
+            }
+            err = map_status(status, &retry);
+            server_message(x.body.p, x.body.len, msg, sizeof msg);
+            sa_set_error("%s %s%s: HTTP %ld%s%s", rq->method, svc_name[rq->svc], path, status,
+                         msg[0] ? ": " : "", msg);
+        } else if (x.sink_err) {
+            err = SA_ERR_PROTO;
+            retry = 0;
+            sa_set_error("%s %s%s: response rejected by its reader", rq->method,
+                         svc_name[rq->svc], path);
+        } else {
+            err = map_curl(cc, &retry);
+            if (x.body.oom)
+                err = SA_ERR_NOMEM, retry = 0;
+            sa_set_error("%s %s%s: %s", rq->method, svc_name[rq->svc], path,
+                         errbuf[0] ? errbuf : curl_easy_strerror(cc));
+        }
+        if (!retry || attempt >= SA_MAX_RETRIES) {
+            if (retry)
+                sa_logf(c, LOG_DEBUG, "%s: giving up after %d attempts", sa_last_error(),
+                        attempt + 1);
+            resp->status = status;
+            resp->body = x.body.p;
+            resp->len = x.body.len;
+            x.body.p = NULL;
+            break;
+        }
+        /* backoff: 250 ms × 2^n, ±50 %, capped at 8 s; Retry-After wins */
+        double wait = 0.25 * (double)(1u << (attempt < 6 ? attempt : 6));
+        if (wait > 8.0)
+            wait = 8.0;
+        wait *= 0.5 + jitter01();
+        if (cc == CURLE_OK && (status == 429 || status == 503)) {
+            curl_off_t ra = -1;
+            if (curl_easy_getinfo(h, CURLINFO_RETRY_AFTER, &ra) == CURLE_OK && ra > 0)
+                wait = (double)ra;
+        }
+        sa_buf_free(&x.body);
+        if (sa_now() + wait >= deadline) {
+            if (err == SA_ERR_TIMEOUT)
+                sa_set_error("%s %s%s: call deadline passed", rq->method, svc_name[rq->svc],
+                             path);
+            sa_logf(c, LOG_DEBUG, "%s (no time left to retry)", sa_last_error());
+            resp->status = status;
+            break;
+        }
+        sa_logf(c, LOG_INFO, "%s; retry %d in %.2f s", sa_last_error(), attempt + 1, wait);
+        sa_sleep(wait);
+    }
+    if (err != SA_OK)
+        sa_logf(c, LOG_DEBUG, "%s", sa_last_error());
+out:
+    if (h)
+        pool_put(c, h);
+    curl_slist_free_all(hdrs);
+    free(ctx64);
+    sa_buf_free(&url);
+    return err;
+}
+
+enum sa_err sa_http_json(struct sa_client *c, const struct sa_req *rq, json_t **out)
+{
+    struct sa_resp r;
+    json_error_t je;
+    *out = NULL;
+    enum sa_err e = sa_http(c, rq, &r);
+    if (e != SA_OK) {
+        sa_resp_clear(&r);
+        return e;
+    }
+    *out = json_loadb(r.body, r.len, JSON_DECODE_ANY, &je);
+    sa_resp_clear(&r);
+    if (!*out) {
+        sa_set_error("%s %s%s: response is not JSON: %s", rq->method, svc_name[rq->svc],
+                     rq->path, je.text);
+        return SA_ERR_PROTO;
+    }
+    return SA_OK;
+}
