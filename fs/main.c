@@ -1,0 +1,172 @@
+/** @file
+ * safs: start-up order (style.md): parse -> client -> one real call
+ * (pre-flight: user, team, SOURCE; fails on the terminal with a one-line
+ * reason and exit code 1 before mounting) -> fuse_new -> fuse_mount ->
+ * fuse_daemonize -> threads started in init -> fuse_loop_mt -> on exit:
+ * scratch files that held data are logged (in destroy).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <fuse.h>
+#include <fuse_lowlevel.h>
+
+#include "config.h"
+#include "fs_i.h"
+#include "probe.h"
+
+#define DOC_CACHE_BUDGET (256ull << 20)
+
+static void state_free(struct fs_state *st)
+{
+    if (!st)
+        return;
+    fs_tree_free(st);
+    sa_client_free(st->c);
+    free(st->email);
+    free(st->stats_snap);
+    pthread_mutex_destroy(&st->mu);
+    pthread_mutex_destroy(&st->plist_mu);
+    pthread_mutex_destroy(&st->inv_mu);
+    pthread_cond_destroy(&st->inv_cv);
+    free(st);
+}
+
+static int preflight(struct fs_state *st, char *err, size_t errlen)
+{
+    struct sa_user u;
+    struct sa_team t;
+    enum sa_err e;
+
+    e = sa_get_user(st->c, &u);
+    if (e) {
+        snprintf(err, errlen, "cannot sign in with the token from %s: %s%s%s",
+                 st->cfg->token_source ? st->cfg->token_source : "?", sa_strerror(e),
+                 *sa_last_error() ? ": " : "", sa_last_error());
+        sa_user_clear(&u);
+        return -1;
+    }
+    st->email = u.email ? strdup(u.email) : strdup("");
+    sa_user_clear(&u);
+    e = sa_get_team(st->c, &t);
+    if (e) {
+        snprintf(err, errlen, "cannot read the team: %s%s%s", sa_strerror(e),
+                 *sa_last_error() ? ": " : "", sa_last_error());
+        sa_team_clear(&t);
+        return -1;
+    }
+    st->team_id = t.id;
+    fs_log(st, LOG_INFO, "signed in as %s, team \"%s\" (%lld)", st->email,
+           t.name ? t.name : "", t.id);
+    sa_team_clear(&t);
+    return fs_tree_init(st, err, errlen);
+}
+
+int main(int argc, char **argv)
+{
+    struct fs_config cfg;
+    struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+    struct fs_state *st = NULL;
+    struct fuse *fuse = NULL;
+    struct fuse_loop_config *lc = NULL;
+    char err[1024] = "";
+    int r, ret = 1, mounted = 0;
+
+    memset(&cfg, 0, sizeof cfg);
+    r = fs_config_parse(argc, argv, &cfg, &args, err, sizeof err);
+    if (r == 1) {
+        ret = 0;
+        goto out;
+    }
+    if (r < 0) {
+        fprintf(stderr, "safs: %s\n", err);
+        goto out;
+    }
+    st = calloc(1, sizeof *st);
+    if (!st) {
+        fprintf(stderr, "safs: out of memory\n");
+        goto out;
+    }
+    st->cfg = &cfg;
+    st->loglevel = cfg.loglevel;
+    st->foreground = cfg.foreground || cfg.probe;
+    st->lru_budget = DOC_CACHE_BUDGET;
+    pthread_mutex_init(&st->mu, NULL);
+    pthread_mutex_init(&st->plist_mu, NULL);
+    pthread_mutex_init(&st->inv_mu, NULL);
+    pthread_cond_init(&st->inv_cv, NULL);
+    {
+        struct sa_config sc = {
+            .token = cfg.token,
+            .url = cfg.url,
+            .item_url = cfg.item_url,
+            .wm_url = cfg.wm_url,
+            .assets_url = cfg.assets_url,
+            .cafile = cfg.cafile,
+            .insecure = cfg.insecure,
+            .timeout_scale = cfg.timeout_scale,
+            .max_connections = 16,
+            .log = fs_client_log,
+            .log_ud = st,
+        };
+        st->c = sa_client_new(&sc, err, sizeof err);
+        if (!st->c) {
+            fprintf(stderr, "safs: %s\n", err);
+            goto out;
+        }
+    }
+    if (cfg.probe) {
+        ret = fs_probe(&cfg, st->c);
+        goto out;
+    }
+    if (cfg.insecure)
+        fs_log(st, LOG_WARNING, "TLS certificates are NOT verified (insecure)");
+    if (preflight(st, err, sizeof err)) {
+        fprintf(stderr, "safs: %s\n", err);
+        goto out;
+    }
+    fuse = fuse_new(&args, &fs_ops, sizeof fs_ops, st);
+    if (!fuse) {
+        fprintf(stderr, "safs: cannot set up FUSE (see the message above)\n");
+        goto out;
+    }
+    if (fuse_mount(fuse, cfg.mountpoint)) {
+        fprintf(stderr, "safs: cannot mount on %s\n", cfg.mountpoint);
+        goto out;
+    }
+    mounted = 1;
+    if (!cfg.foreground)
+        openlog("safs", LOG_PID, LOG_DAEMON);
+    if (fuse_daemonize(cfg.foreground)) {
+        fprintf(stderr, "safs: cannot detach\n");
+        goto out;
+    }
+    if (fuse_set_signal_handlers(fuse_get_session(fuse))) {
+        fs_log(st, LOG_ERR, "cannot install signal handlers");
+        goto out;
+    }
+    fs_log(st, LOG_INFO, "mounted %s on %s", *cfg.source ? cfg.source : "team",
+           cfg.mountpoint);
+    lc = fuse_loop_cfg_create();
+    if (!lc)
+        goto out_sig;
+    fuse_loop_cfg_set_max_threads(lc, cfg.max_threads > 0 ? (unsigned)cfg.max_threads : 64);
+    fuse_loop_cfg_set_clone_fd(lc, 0);
+    ret = fuse_loop_mt(fuse, lc) ? 1 : 0;
+    fs_log(st, LOG_INFO, "unmounting %s", cfg.mountpoint);
+out_sig:
+    fuse_remove_signal_handlers(fuse_get_session(fuse));
+out:
+    if (lc)
+        fuse_loop_cfg_destroy(lc);
+    if (fuse) {
+        if (mounted)
+            fuse_unmount(fuse);
+        fuse_destroy(fuse);
+    }
+    state_free(st);
+    fuse_opt_free_args(&args);
+    fs_config_clear(&cfg);
+    return ret;
+}

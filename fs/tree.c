@@ -1,0 +1,648 @@
+/** @file
+ * The in-memory tree: projects, folders and item listings, with the TTL of
+ * -o cache_timeout, and the string hash tables that resolve shown names.
+ * Objects are created on first sight and kept until unmount (an item that
+ * leaves the listing is marked absent), so pointers held by open handles
+ * stay valid.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "fs_i.h"
+
+/* ---------------------------------------------------------------- map */
+
+static size_t hash_str(const char *s)
+{
+    size_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+void fs_map_init(struct fs_map *m)
+{
+    memset(m, 0, sizeof *m);
+}
+
+void fs_map_clear(struct fs_map *m)
+{
+    for (size_t i = 0; i < m->nb; i++) {
+        struct fs_map_ent *e = m->b[i], *n;
+        for (; e; e = n) {
+            n = e->next;
+            free(e->key);
+            free(e);
+        }
+    }
+    free(m->b);
+    memset(m, 0, sizeof *m);
+}
+
+void *fs_map_get(const struct fs_map *m, const char *key)
+{
+    if (!m->nb)
+        return NULL;
+    for (struct fs_map_ent *e = m->b[hash_str(key) % m->nb]; e; e = e->next)
+        if (!strcmp(e->key, key))
+            return e->val;
+    return NULL;
+}
+
+static int map_grow(struct fs_map *m)
+{
+    size_t nb = m->nb ? m->nb * 2 : 64;
+    struct fs_map_ent **b = calloc(nb, sizeof *b);
+    if (!b)
+        return -ENOMEM;
+    for (size_t i = 0; i < m->nb; i++) {
+        struct fs_map_ent *e = m->b[i], *n;
+        for (; e; e = n) {
+            size_t h = hash_str(e->key) % nb;
+            n = e->next;
+            e->next = b[h];
+            b[h] = e;
+        }
+    }
+    free(m->b);
+    m->b = b;
+    m->nb = nb;
+    return 0;
+}
+
+int fs_map_put(struct fs_map *m, const char *key, void *val)
+{
+    struct fs_map_ent *e;
+    size_t h;
+
+    if (m->n + 1 > m->nb && map_grow(m))
+        return -ENOMEM;
+    h = hash_str(key) % m->nb;
+    for (e = m->b[h]; e; e = e->next)
+        if (!strcmp(e->key, key)) {
+            e->val = val;
+            return 0;
+        }
+    e = malloc(sizeof *e);
+    if (!e)
+        return -ENOMEM;
+    e->key = strdup(key);
+    if (!e->key) {
+        free(e);
+        return -ENOMEM;
+    }
+    e->val = val;
+    e->next = m->b[h];
+    m->b[h] = e;
+    m->n++;
+    return 0;
+}
+
+void *fs_map_del(struct fs_map *m, const char *key)
+{
+    struct fs_map_ent **pp;
+    if (!m->nb)
+        return NULL;
+    for (pp = &m->b[hash_str(key) % m->nb]; *pp; pp = &(*pp)->next) {
+        struct fs_map_ent *e = *pp;
+        if (!strcmp(e->key, key)) {
+            void *v = e->val;
+            *pp = e->next;
+            free(e->key);
+            free(e);
+            m->n--;
+            return v;
+        }
+    }
+    return NULL;
+}
+
+void fs_map_each(const struct fs_map *m, void (*fn)(void *ud, const char *k, void *v), void *ud)
+{
+    for (size_t i = 0; i < m->nb; i++)
+        for (struct fs_map_ent *e = m->b[i]; e; e = e->next)
+            fn(ud, e->key, e->val);
+}
+
+/* --------------------------------------------------------------- tree */
+
+double fs_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int fresh(struct fs_state *st, int listed, double at)
+{
+    return listed && fs_now() - at < st->cfg->cache_timeout;
+}
+
+static void replace_str(char **dst, const char *src)
+{
+    if (*dst && src && !strcmp(*dst, src))
+        return;
+    free(*dst);
+    *dst = src ? strdup(src) : NULL;
+}
+
+static struct fs_folder *folder_new(struct fs_project *p, long long id, const char *name,
+                                    int is_root)
+{
+    struct fs_folder *f = calloc(1, sizeof *f);
+    if (!f)
+        return NULL;
+    f->id = id;
+    f->proj = p;
+    f->name = strdup(name);
+    f->dname = fs_dir_name(name);
+    f->is_root = is_root;
+    f->present = 1;
+    pthread_mutex_init(&f->list_mu, NULL);
+    pthread_cond_init(&f->bulk_cv, NULL);
+    fs_map_init(&f->by_id);
+    fs_map_init(&f->by_fname);
+    fs_map_init(&f->scratch);
+    return f;
+}
+
+static void item_free_cb(void *ud, const char *k, void *v)
+{
+    struct fs_item *it = v;
+    (void)ud;
+    (void)k;
+    free(it->name);
+    free(it->fname);
+    free(it->created_at);
+    free(it->updated_at);
+    free(it->doc);
+    free(it->pending_status);
+    pthread_mutex_destroy(&it->up_mu);
+    free(it);
+}
+
+static void scratch_free(struct fs_scratch *s)
+{
+    fs_buf_free(&s->buf);
+    fs_xattr_free_all(&s->xattrs);
+    pthread_mutex_destroy(&s->mu);
+    free(s->name);
+    free(s);
+}
+
+static void scratch_free_cb(void *ud, const char *k, void *v)
+{
+    (void)ud;
+    (void)k;
+    scratch_free(v);
+}
+
+static void folder_free(struct fs_folder *f)
+{
+    if (!f)
+        return;
+    fs_map_each(&f->by_id, item_free_cb, NULL);
+    fs_map_each(&f->scratch, scratch_free_cb, NULL);
+    fs_map_clear(&f->by_id);
+    fs_map_clear(&f->by_fname);
+    fs_map_clear(&f->scratch);
+    free(f->items);
+    free(f->name);
+    free(f->dname);
+    free(f->updated_at);
+    pthread_mutex_destroy(&f->list_mu);
+    pthread_cond_destroy(&f->bulk_cv);
+    free(f);
+}
+
+static void folder_free_cb(void *ud, const char *k, void *v)
+{
+    struct fs_project *p = ud;
+    (void)k;
+    if (v != p->root)
+        folder_free(v);
+}
+
+static const char *project_suffix(struct fs_state *st, int type)
+{
+    /* Pixel projects show ___pixel.json unless the user chose a suffix */
+    if (type == SA_PT_PIXEL && !strcmp(st->cfg->suffix, "___objects.json"))
+        return "___pixel.json";
+    return st->cfg->suffix;
+}
+
+/* Steals the strings of @p src. */
+static struct fs_project *project_new(struct fs_state *st, struct sa_project *src)
+{
+    struct fs_project *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->p = *src;
+    memset(src, 0, sizeof *src);
+    p->dname = fs_dir_name(p->p.name);
+    p->present = 1;
+    p->suffix = project_suffix(st, p->p.type);
+    pthread_mutex_init(&p->list_mu, NULL);
+    fs_map_init(&p->by_id);
+    fs_map_init(&p->by_dname);
+    p->root = folder_new(p, p->p.root_folder_id, "root", 1);
+    if (!p->root) {
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+static void project_free(struct fs_project *p)
+{
+    if (!p)
+        return;
+    fs_map_each(&p->by_id, folder_free_cb, p);
+    folder_free(p->root);
+    fs_map_clear(&p->by_id);
+    fs_map_clear(&p->by_dname);
+    free(p->folders);
+    free(p->dname);
+    sa_project_clear(&p->p);
+    pthread_mutex_destroy(&p->list_mu);
+    free(p);
+}
+
+static void project_free_cb(void *ud, const char *k, void *v)
+{
+    (void)ud;
+    (void)k;
+    project_free(v);
+}
+
+int fs_tree_init(struct fs_state *st, char *err, size_t errlen)
+{
+    const char *src = st->cfg->source ? st->cfg->source : "";
+    const char *slash = strchr(src, '/');
+    enum sa_err e;
+
+    fs_map_init(&st->projects_by_id);
+    fs_map_init(&st->projects_by_dname);
+    if (!*src) {
+        st->level = 0;
+        if (fs_projects_refresh(st, 1)) {
+            snprintf(err, errlen, "cannot list the team's projects: %s", sa_last_error());
+            return -1;
+        }
+        return 0;
+    }
+    st->level = slash ? 2 : 1;
+    st->src_project = slash ? strndup(src, slash - src) : strdup(src);
+    st->src_folder = slash ? strdup(slash + 1) : NULL;
+    {
+        struct sa_project sp;
+        e = sa_get_project_by_name(st->c, st->src_project, &sp);
+        if (e) {
+            snprintf(err, errlen, "project \"%s\": %s%s%s", st->src_project, sa_strerror(e),
+                     *sa_last_error() ? ": " : "", sa_last_error());
+            sa_project_clear(&sp);
+            return -1;
+        }
+        st->src_proj = project_new(st, &sp);
+        sa_project_clear(&sp);
+        if (!st->src_proj) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+    }
+    if (st->level == 2) {
+        struct sa_folder sf;
+        e = sa_get_folder_by_name(st->c, st->src_proj->p.id, st->src_folder, &sf);
+        if (e) {
+            snprintf(err, errlen, "folder \"%s\" of project \"%s\": %s%s%s", st->src_folder,
+                     st->src_project, sa_strerror(e), *sa_last_error() ? ": " : "",
+                     sa_last_error());
+            sa_folder_clear(&sf);
+            return -1;
+        }
+        st->src_fold = folder_new(st->src_proj, sf.id, sf.name, sf.is_root);
+        sa_folder_clear(&sf);
+        if (!st->src_fold) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        if (st->src_fold->is_root) {
+            folder_free(st->src_fold);
+            st->src_fold = st->src_proj->root;
+        }
+    }
+    return 0;
+}
+
+void fs_tree_free(struct fs_state *st)
+{
+    if (st->level == 0) {
+        fs_map_each(&st->projects_by_id, project_free_cb, NULL);
+    } else {
+        if (st->src_fold && st->src_fold != st->src_proj->root)
+            folder_free(st->src_fold);
+        project_free(st->src_proj);
+    }
+    fs_map_clear(&st->projects_by_id);
+    fs_map_clear(&st->projects_by_dname);
+    free(st->projects);
+    free(st->src_project);
+    free(st->src_folder);
+    while (st->graveyard) {
+        struct fs_scratch *s = st->graveyard;
+        st->graveyard = s->grave_next;
+        scratch_free(s);
+    }
+}
+
+int fs_projects_refresh(struct fs_state *st, int force)
+{
+    struct sa_project_list l = {0};
+    enum sa_err e;
+    int r = 0;
+
+    if (st->level != 0)
+        return 0;
+    pthread_mutex_lock(&st->plist_mu);
+    pthread_mutex_lock(&st->mu);
+    if (!force && fresh(st, st->plisted, st->plisted_at)) {
+        pthread_mutex_unlock(&st->mu);
+        goto out;
+    }
+    pthread_mutex_unlock(&st->mu);
+    e = sa_list_projects(st->c, NULL, &l);
+    if (e) {
+        r = fs_fail(st, "list projects", "/", e);
+        goto out;
+    }
+    pthread_mutex_lock(&st->mu);
+    {
+        struct fs_project **arr = calloc(l.n + 1, sizeof *arr);
+        size_t n = 0;
+        for (size_t i = 0; i < st->n_projects; i++)
+            st->projects[i]->present = 0;
+        fs_map_clear(&st->projects_by_dname);
+        for (size_t i = 0; arr && i < l.n; i++) {
+            char key[32];
+            struct fs_project *p;
+            snprintf(key, sizeof key, "%lld", l.v[i].id);
+            p = fs_map_get(&st->projects_by_id, key);
+            if (!p) {
+                p = project_new(st, &l.v[i]);
+                if (!p)
+                    continue;
+                fs_map_put(&st->projects_by_id, key, p);
+                if (strcmp(p->dname, p->p.name))
+                    fs_log(st, LOG_INFO, "project \"%s\" is shown as \"%s\"", p->p.name,
+                           p->dname);
+            } else if (strcmp(p->p.name, l.v[i].name ? l.v[i].name : "")) {
+                replace_str(&p->p.name, l.v[i].name);
+                free(p->dname);
+                p->dname = fs_dir_name(p->p.name);
+            }
+            p->present = 1;
+            fs_map_put(&st->projects_by_dname, p->dname, p);
+            arr[n++] = p;
+        }
+        free(st->projects);
+        st->projects = arr;
+        st->n_projects = n;
+        st->plisted = 1;
+        st->plisted_at = fs_now();
+    }
+    pthread_mutex_unlock(&st->mu);
+out:
+    pthread_mutex_unlock(&st->plist_mu);
+    sa_project_list_clear(&l);
+    return r;
+}
+
+int fs_project_refresh(struct fs_state *st, struct fs_project *p, int force)
+{
+    struct sa_folder_list l = {0};
+    enum sa_err e;
+    int r = 0;
+
+    pthread_mutex_lock(&p->list_mu);
+    pthread_mutex_lock(&st->mu);
+    if (!force && fresh(st, p->listed, p->listed_at)) {
+        pthread_mutex_unlock(&st->mu);
+        goto out;
+    }
+    pthread_mutex_unlock(&st->mu);
+    e = sa_list_folders(st->c, p->p.id, &l);
+    if (e) {
+        r = fs_fail(st, "list folders", p->p.name, e);
+        goto out;
+    }
+    pthread_mutex_lock(&st->mu);
+    {
+        struct fs_folder **arr = calloc(l.n + 1, sizeof *arr);
+        size_t n = 0;
+        for (size_t i = 0; i < p->n_folders; i++)
+            p->folders[i]->present = 0;
+        fs_map_clear(&p->by_dname);
+        for (size_t i = 0; arr && i < l.n; i++) {
+            char key[32];
+            struct fs_folder *f;
+            if (l.v[i].is_root) {
+                p->root->id = l.v[i].id;
+                continue;
+            }
+            snprintf(key, sizeof key, "%lld", l.v[i].id);
+            f = fs_map_get(&p->by_id, key);
+            if (!f) {
+                f = folder_new(p, l.v[i].id, l.v[i].name ? l.v[i].name : "", 0);
+                if (!f)
+                    continue;
+                fs_map_put(&p->by_id, key, f);
+                if (strcmp(f->dname, f->name))
+                    fs_log(st, LOG_INFO, "folder \"%s\" of \"%s\" is shown as \"%s\"", f->name,
+                           p->p.name, f->dname);
+            } else if (strcmp(f->name, l.v[i].name ? l.v[i].name : "")) {
+                replace_str(&f->name, l.v[i].name);
+                free(f->dname);
+                f->dname = fs_dir_name(f->name);
+            }
+            replace_str(&f->updated_at, l.v[i].updated_at);
+            f->present = 1;
+            fs_map_put(&p->by_dname, f->dname, f);
+            arr[n++] = f;
+        }
+        free(p->folders);
+        p->folders = arr;
+        p->n_folders = n;
+        p->listed = 1;
+        p->listed_at = fs_now();
+    }
+    pthread_mutex_unlock(&st->mu);
+out:
+    pthread_mutex_unlock(&p->list_mu);
+    sa_folder_list_clear(&l);
+    return r;
+}
+
+void fs_item_update_locked(struct fs_state *st, struct fs_item *it, const struct sa_item *si)
+{
+    (void)st;
+    it->ms = si->updated_ms;
+    it->status = si->annotation_status;
+    replace_str(&it->created_at, si->created_at);
+    replace_str(&it->updated_at, si->updated_at);
+}
+
+/* Find or create the item of @p si in @p f (st->mu held). */
+static struct fs_item *item_merge_locked(struct fs_state *st, struct fs_folder *f,
+                                         const struct sa_item *si)
+{
+    char key[32];
+    struct fs_item *it;
+
+    snprintf(key, sizeof key, "%lld", si->id);
+    it = fs_map_get(&f->by_id, key);
+    if (!it) {
+        it = calloc(1, sizeof *it);
+        if (!it)
+            return NULL;
+        it->id = si->id;
+        it->folder = f;
+        pthread_mutex_init(&it->up_mu, NULL);
+        fs_map_put(&f->by_id, key, it);
+    }
+    if (!it->name || strcmp(it->name, si->name ? si->name : "")) {
+        if (it->fname)
+            fs_map_del(&f->by_fname, it->fname);
+        replace_str(&it->name, si->name ? si->name : "");
+        free(it->fname);
+        it->fname = fs_item_fname(it->name, f->proj->suffix);
+        if (it->fname && (strlen(it->fname) != strlen(it->name) + strlen(f->proj->suffix) ||
+                          strncmp(it->fname, it->name, strlen(it->name))))
+            fs_log(st, LOG_INFO, "item \"%s\" is shown as \"%s\"", it->name, it->fname);
+    }
+    fs_item_update_locked(st, it, si);
+    return it;
+}
+
+int fs_folder_refresh(struct fs_state *st, struct fs_folder *f, int force)
+{
+    struct sa_item_list l = {0};
+    enum sa_err e;
+    int r = 0;
+
+    pthread_mutex_lock(&f->list_mu);
+    pthread_mutex_lock(&st->mu);
+    if (!force && fresh(st, f->listed, f->listed_at)) {
+        pthread_mutex_unlock(&st->mu);
+        goto out;
+    }
+    pthread_mutex_unlock(&st->mu);
+    e = sa_list_items(st->c, f->proj->p.id, f->id, NULL, 0, &l);
+    if (e) {
+        r = fs_fail(st, "list items", f->name, e);
+        goto out;
+    }
+    pthread_mutex_lock(&st->mu);
+    {
+        struct fs_item **arr = calloc(l.n + 1, sizeof *arr);
+        size_t n = 0;
+        for (size_t i = 0; i < f->n_items; i++)
+            f->items[i]->present = 0;
+        fs_map_clear(&f->by_fname);
+        for (size_t i = 0; arr && i < l.n; i++) {
+            struct fs_item *it = item_merge_locked(st, f, &l.v[i]);
+            if (!it || !it->fname)
+                continue;
+            it->present = 1;
+            fs_map_put(&f->by_fname, it->fname, it);
+            arr[n++] = it;
+        }
+        free(f->items);
+        f->items = arr;
+        f->n_items = n;
+        f->listed = 1;
+        f->listed_at = fs_now();
+    }
+    pthread_mutex_unlock(&st->mu);
+out:
+    pthread_mutex_unlock(&f->list_mu);
+    sa_item_list_clear(&l);
+    return r;
+}
+
+void fs_folder_invalidate(struct fs_state *st, struct fs_folder *f)
+{
+    pthread_mutex_lock(&st->mu);
+    f->listed = 0;
+    pthread_mutex_unlock(&st->mu);
+}
+
+int fs_folder_find_item(struct fs_state *st, struct fs_folder *f, const char *fname,
+                        struct fs_item **out)
+{
+    const char *suf = f->proj->suffix;
+    size_t fl = strlen(fname), sl = strlen(suf);
+    struct sa_item_list l = {0};
+    char *base, *name;
+    const char *names[1];
+    enum sa_err e;
+
+    *out = NULL;
+    if (fl <= sl || strcmp(fname + fl - sl, suf))
+        return -ENOENT;
+    base = strndup(fname, fl - sl);
+    name = base ? fs_unescape_name(base) : NULL;
+    free(base);
+    if (!name)
+        return -ENOMEM;
+    names[0] = name;
+    e = sa_list_items(st->c, f->proj->p.id, f->id, names, 1, &l);
+    free(name);
+    if (e) {
+        sa_item_list_clear(&l);
+        return fs_fail(st, "find item", fname, e);
+    }
+    pthread_mutex_lock(&st->mu);
+    for (size_t i = 0; i < l.n; i++) {
+        struct fs_item *it = item_merge_locked(st, f, &l.v[i]);
+        if (!it || !it->fname || strcmp(it->fname, fname))
+            continue;
+        if (!it->present && f->listed) {
+            struct fs_item **arr = realloc(f->items, (f->n_items + 1) * sizeof *arr);
+            if (arr) {
+                f->items = arr;
+                f->items[f->n_items++] = it;
+                it->present = 1;
+                fs_map_put(&f->by_fname, it->fname, it);
+            }
+        }
+        *out = it;
+    }
+    pthread_mutex_unlock(&st->mu);
+    sa_item_list_clear(&l);
+    return *out ? 0 : -ENOENT;
+}
+
+enum sa_err fs_item_refetch(struct fs_state *st, struct fs_item *it)
+{
+    struct sa_item si;
+    enum sa_err e = sa_get_item(st->c, it->folder->proj->p.id, it->id, &si);
+    if (!e) {
+        pthread_mutex_lock(&st->mu);
+        fs_item_update_locked(st, it, &si);
+        pthread_mutex_unlock(&st->mu);
+    }
+    sa_item_clear(&si);
+    return e;
+}
+
+int fs_project_read_only(struct fs_state *st, struct fs_project *p, const char *path)
+{
+    if (p && p->p.type == SA_PT_MULTIMODAL) {
+        fs_log(st, LOG_WARNING, "%s: Multimodal projects are read-only in safs", path);
+        return 1;
+    }
+    return 0;
+}
