@@ -220,7 +220,7 @@ static enum sa_err classify(struct dl *d)
             return e;
         json_t *small = json_object_get(j, "small");
         json_t *large = json_object_get(j, "large");
-        if ((small && !json_is_object(small) && !json_is_array(small)) ||
+        if ((!small && !large) || (small && !json_is_object(small) && !json_is_array(small)) ||
             (large && !json_is_array(large))) {
             json_decref(j);
             sa_set_error("POST v4:items/annotations/download/method: unexpected response shape");

@@ -7,7 +7,7 @@
 #include "harness.h"
 #include "sa/doc.h"
 
-static struct emu E;  /* --seed demo --seed-items Bench/f=300 --delete-polls 1 */
+static struct emu E;  /* --seed demo --seed-items Bench/f=2500 --delete-polls 2 (50, then 100) */
 static struct emu EL; /* --large-threshold 1000 --stream-batch 4 */
 static struct sa_client *C;
 
@@ -166,19 +166,45 @@ static void test_download_large_and_batches(void)
     fail_unless(emu_count(&EL, "GET /api/v4/items/*") >= large); /* sync status polls */
     coll_free(k);
 
-    /* the first object of a stream is an error: the batch is tried again */
+    /* val/ as well, the large and small paths mixed */
     where_free(&w);
     where_get(c, "Demo Vector", "val", &w);
-    emu_reset_stats(&EL);
-    emu_fault(&EL, "{\"method\":\"POST\",\"path\":\"/api/v4/items/annotations/download\","
-                   "\"status\":200,\"count\":1,\"body\":\"{\\\"error\\\":\\\"flaky\\\"}\"}");
     expect_ok(sa_download_annotations(c, w.p.id, w.f.id, w.ids, w.names, w.items.n, collect, k));
     check_all_delivered(&w, k);
-    emu_clear_faults(&EL);
     coll_free(k);
     free(k);
     where_free(&w);
     sa_client_free(c);
+}
+
+static void test_download_invalid_objects(void)
+{
+    /* An object with "errors" and no metadata. Alone (first object of its
+     * stream): the batch is tried 3 times, then PROTO. After a valid one:
+     * PROTO at once. */
+    emu_seed(&E, "{\"project\":\"Broken\",\"type\":1,\"workflow\":1,"
+                 "\"items\":[\"a.jpg\",\"b.jpg\"],"
+                 "\"raw_documents\":{\"b.jpg\":\"{\\\"errors\\\":[\\\"boom\\\"]}\"}}");
+    struct where w;
+    struct coll *k = calloc(1, sizeof *k);
+    where_get(C, "Broken", "root", &w);
+    fail_unless(w.items.n == 2);
+    long long bid = item_id_named(&w, "b.jpg");
+    const char *bn = "b.jpg";
+    emu_reset_stats(&E);
+    expect_err(SA_ERR_PROTO, sa_download_annotations(C, w.p.id, w.f.id, &bid, &bn, 1, collect, k));
+    fail_unless(k->n == 0);
+    fail_unless_msg(emu_count(&E, "POST /api/v4/items/annotations/download") == 3,
+                    "%lld stream requests", emu_count(&E, "POST /api/v4/items/annotations/download"));
+    fail_unless(strstr(sa_last_error(), "boom") != NULL);
+    long long ids[2] = {item_id_named(&w, "a.jpg"), bid};
+    const char *names[2] = {"a.jpg", "b.jpg"};
+    emu_reset_stats(&E);
+    enum sa_err e = sa_download_annotations(C, w.p.id, w.f.id, ids, names, 2, collect, k);
+    fail_unless(e == SA_ERR_PROTO);
+    coll_free(k);
+    free(k);
+    where_free(&w);
 }
 
 /* ---- upload ---- */
@@ -452,7 +478,7 @@ static void test_concurrent_downloads(void)
 
 int main(void)
 {
-    const char *a1[] = {"--seed", "demo", "--seed-items", "Bench/f=2500", "--delete-polls", "1",
+    const char *a1[] = {"--seed", "demo", "--seed-items", "Bench/f=2500", "--delete-polls", "2",
                         NULL};
     const char *a2[] = {"--seed", "demo", "--large-threshold", "1000", "--stream-batch", "4",
                         NULL};
@@ -462,6 +488,7 @@ int main(void)
     t_run("download_small", test_download_small);
     t_run("download_classify_chunks", test_download_classify_chunks);
     t_run("download_large_and_batches", test_download_large_and_batches);
+    t_run("download_invalid_objects", test_download_invalid_objects);
     t_run("upload_roundtrip_numbers", test_upload_roundtrip_numbers);
     t_run("status_rule", test_status_rule);
     t_run("upload_batching_size", test_upload_batching_size);
