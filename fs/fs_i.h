@@ -108,7 +108,7 @@ struct fs_folder {
     char *updated_at;
     pthread_mutex_t list_mu;
     int listed;
-    double listed_at;
+    double listed_at, list_dur;
     struct fs_map by_id;    /**< "%lld" -> item (every item ever seen) */
     struct fs_map by_fname; /**< shown file name -> present item */
     struct fs_item **items; /**< present items, listing order */
@@ -125,7 +125,7 @@ struct fs_project {
     const char *suffix;     /**< file-name suffix of this project's items */
     pthread_mutex_t list_mu;
     int listed;
-    double listed_at;
+    double listed_at, list_dur;
     struct fs_folder *root;
     struct fs_map by_id;    /**< folders, "%lld" */
     struct fs_map by_dname; /**< present non-root folders */
@@ -150,7 +150,7 @@ struct fs_scratch {
     struct fs_scratch *grave_next; /**< unlinked and closed: freed at unmount */
 };
 
-enum fs_hkind { FS_H_ITEM, FS_H_SCRATCH, FS_H_FRAMES };
+enum fs_hkind { FS_H_ITEM, FS_H_SCRATCH, FS_H_FRAMES, FS_H_DIR };
 struct fs_handle {
     enum fs_hkind kind;
     struct fs_item *item;
@@ -189,7 +189,7 @@ struct fs_state {
     uint64_t seq;
     pthread_mutex_t plist_mu;
     int plisted;
-    double plisted_at;
+    double plisted_at, plist_dur;
     struct fs_map projects_by_id;
     struct fs_map projects_by_dname;
     struct fs_project **projects;

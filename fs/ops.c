@@ -132,8 +132,14 @@ static int op_getattr(const char *path, struct stat *sb, struct fuse_file_info *
     struct fs_loc l;
     int r;
 
+    if (h && h->kind == FS_H_DIR) {
+        path = h->path;
+        h = NULL;
+    }
     if (h) {
         switch (h->kind) {
+        case FS_H_DIR:
+            break;
         case FS_H_SCRATCH:
             fs_scratch_stat(st, h->scr, sb);
             return 0;
@@ -282,8 +288,10 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t
     int r;
 
     (void)off;
-    (void)fi;
     (void)flags;
+    /* with nullpath_ok, readdir gets no path: opendir kept it in fi->fh */
+    if (H(fi))
+        path = H(fi)->path;
     if (!path)
         return -ENOENT;
     r = fs_resolve(st, path, &l);
@@ -363,6 +371,43 @@ static void handle_free(struct fs_handle *h)
     pthread_mutex_destroy(&h->mu);
     free(h->path);
     free(h);
+}
+
+static int op_opendir(const char *path, struct fuse_file_info *fi)
+{
+    struct fs_state *st = fs_st();
+    struct fs_loc l;
+    struct fs_handle *h;
+    int r = fs_resolve(st, path, &l);
+    if (r)
+        return r;
+    switch (l.kind) {
+    case FS_K_NONE:
+        return -ENOENT;
+    case FS_K_ITEM:
+    case FS_K_FRAMES:
+    case FS_K_SCRATCH:
+        return -ENOTDIR;
+    case FS_K_TEAM:
+    case FS_K_PROJECT:
+    case FS_K_FOLDER:
+        break;
+    }
+    h = handle_new(st, FS_H_DIR, path);
+    if (!h || !h->path) {
+        handle_free(h);
+        return -ENOMEM;
+    }
+    fi->fh = (uintptr_t)h;
+    return 0;
+}
+
+static int op_releasedir(const char *path, struct fuse_file_info *fi)
+{
+    (void)path;
+    handle_free(H(fi));
+    fi->fh = 0;
+    return 0;
 }
 
 static int open_item(struct fs_state *st, const char *path, struct fs_item *it,
@@ -624,6 +669,8 @@ static int op_write(const char *path, const char *buf, size_t size, off_t off,
     if (!h)
         return -EBADF;
     switch (h->kind) {
+    case FS_H_DIR:
+        return -EISDIR;
     case FS_H_FRAMES:
         return -EACCES;
     case FS_H_SCRATCH:
@@ -738,6 +785,7 @@ static int op_release(const char *path, struct fuse_file_info *fi)
         break;
     }
     case FS_H_FRAMES:
+    case FS_H_DIR:
         break;
     }
     handle_free(h);
@@ -755,6 +803,8 @@ static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 
     if (h) {
         switch (h->kind) {
+        case FS_H_DIR:
+            return -EISDIR;
         case FS_H_FRAMES:
             return -EACCES;
         case FS_H_SCRATCH:
@@ -1210,6 +1260,8 @@ static int op_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
     struct fs_handle *h = H(fi);
     struct fs_scratch *s = h && h->kind == FS_H_SCRATCH ? h->scr : NULL;
     struct fs_loc l;
+    if (h && h->kind == FS_H_DIR)
+        return 0;
     if (!h) {
         int r;
         if (!path)
@@ -1269,6 +1321,8 @@ static int op_utimens(const char *path, const struct timespec tv[2], struct fuse
         now[1] = now[0];
         tv = now;
     }
+    if (h && h->kind == FS_H_DIR)
+        return 0;
     if (h) {
         if (h->kind == FS_H_SCRATCH)
             s = h->scr;
@@ -1335,7 +1389,9 @@ const struct fuse_operations fs_ops = {
     .init = op_init,
     .destroy = op_destroy,
     .getattr = op_getattr,
+    .opendir = op_opendir,
     .readdir = op_readdir,
+    .releasedir = op_releasedir,
     .open = op_open,
     .create = op_create,
     .read = op_read,

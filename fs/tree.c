@@ -136,9 +136,16 @@ double fs_now(void)
     return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static int fresh(struct fs_state *st, int listed, double at)
+/* A listing is fresh for cache_timeout, and at least for twice the time
+ * it took to fetch: with cache_timeout=0 a 50,000-item folder (25 pages)
+ * would otherwise be re-listed by every getattr of an `ls -l`, while a
+ * small folder (a few ms) stays immediately consistent. */
+static int fresh(struct fs_state *st, int listed, double at, double dur)
 {
-    return listed && fs_now() - at < st->cfg->cache_timeout;
+    double ttl = st->cfg->cache_timeout;
+    if (ttl < 2 * dur)
+        ttl = 2 * dur;
+    return listed && fs_now() - at < ttl;
 }
 
 static void replace_str(char **dst, const char *src)
@@ -363,16 +370,18 @@ int fs_projects_refresh(struct fs_state *st, int force)
     struct sa_project_list l = {0};
     enum sa_err e;
     int r = 0;
+    double t0;
 
     if (st->level != 0)
         return 0;
     pthread_mutex_lock(&st->plist_mu);
     pthread_mutex_lock(&st->mu);
-    if (!force && fresh(st, st->plisted, st->plisted_at)) {
+    if (!force && fresh(st, st->plisted, st->plisted_at, st->plist_dur)) {
         pthread_mutex_unlock(&st->mu);
         goto out;
     }
     pthread_mutex_unlock(&st->mu);
+    t0 = fs_now();
     e = sa_list_projects(st->c, NULL, &l);
     if (e) {
         r = fs_fail(st, "list projects", "/", e);
@@ -412,6 +421,7 @@ int fs_projects_refresh(struct fs_state *st, int force)
         st->n_projects = n;
         st->plisted = 1;
         st->plisted_at = fs_now();
+        st->plist_dur = st->plisted_at - t0;
     }
     pthread_mutex_unlock(&st->mu);
 out:
@@ -425,14 +435,16 @@ int fs_project_refresh(struct fs_state *st, struct fs_project *p, int force)
     struct sa_folder_list l = {0};
     enum sa_err e;
     int r = 0;
+    double t0;
 
     pthread_mutex_lock(&p->list_mu);
     pthread_mutex_lock(&st->mu);
-    if (!force && fresh(st, p->listed, p->listed_at)) {
+    if (!force && fresh(st, p->listed, p->listed_at, p->list_dur)) {
         pthread_mutex_unlock(&st->mu);
         goto out;
     }
     pthread_mutex_unlock(&st->mu);
+    t0 = fs_now();
     e = sa_list_folders(st->c, p->p.id, &l);
     if (e) {
         r = fs_fail(st, "list folders", p->p.name, e);
@@ -477,6 +489,7 @@ int fs_project_refresh(struct fs_state *st, struct fs_project *p, int force)
         p->n_folders = n;
         p->listed = 1;
         p->listed_at = fs_now();
+        p->list_dur = p->listed_at - t0;
     }
     pthread_mutex_unlock(&st->mu);
 out:
@@ -531,14 +544,16 @@ int fs_folder_refresh(struct fs_state *st, struct fs_folder *f, int force)
     struct sa_item_list l = {0};
     enum sa_err e;
     int r = 0;
+    double t0;
 
     pthread_mutex_lock(&f->list_mu);
     pthread_mutex_lock(&st->mu);
-    if (!force && fresh(st, f->listed, f->listed_at)) {
+    if (!force && fresh(st, f->listed, f->listed_at, f->list_dur)) {
         pthread_mutex_unlock(&st->mu);
         goto out;
     }
     pthread_mutex_unlock(&st->mu);
+    t0 = fs_now();
     e = sa_list_items(st->c, f->proj->p.id, f->id, NULL, 0, &l);
     if (e) {
         r = fs_fail(st, "list items", f->name, e);
@@ -564,6 +579,7 @@ int fs_folder_refresh(struct fs_state *st, struct fs_folder *f, int force)
         f->n_items = n;
         f->listed = 1;
         f->listed_at = fs_now();
+        f->list_dur = f->listed_at - t0;
     }
     pthread_mutex_unlock(&st->mu);
 out:
