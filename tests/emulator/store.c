@@ -379,7 +379,7 @@ char *gen_vector_doc(long long item_id, const char *name, long long pid,
              qn, w, h, status, pid, item_id,
              1714557600000LL + (long long)(rng_next(&s) % 100000000));
   free(qn);
-  int n = 8 + (int)(rng_next(&s) % 21);
+  int n = 5 + (int)(rng_next(&s) % 13);
   for(int i = 0; i < n; i++) {
     const char *t = inst_types[i % 6];
     buf_printf(&b, "%s{\"type\":\"%s\",", i ? "," : "", t);
