@@ -23,6 +23,7 @@
  * counts characters (UTF-8 sequences), the byte offset is 0-based.
  */
 #include "sa/doc.h"
+#include "json_i.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -1229,15 +1230,16 @@ enum sa_err sa_doc_skeleton(const char *name, const char *status, long long proj
 /* ------------------------------------------------------------------ */
 /* sa_doc_equal: a small tree of borrowed tokens                       */
 
-enum jt { J_NULL, J_FALSE, J_TRUE, J_NUM, J_STR, J_ARR, J_OBJ };
-
-struct jn {
-    unsigned char t;
-    size_t n;          /* J_ARR: elements; J_OBJ: members */
-    const char *s;     /* J_NUM: token; J_STR: decoded bytes */
-    size_t len;
-    struct jn *kids;   /* J_ARR: n; J_OBJ: 2n (key, value, ...) */
-};
+/* The tree is json_i.h's, shared with frames.c. */
+#define J_NULL SA_J_NULL
+#define J_FALSE SA_J_FALSE
+#define J_TRUE SA_J_TRUE
+#define J_NUM SA_J_NUM
+#define J_STR SA_J_STR
+#define J_ARR SA_J_ARR
+#define J_OBJ SA_J_OBJ
+#define jt sa_jt
+#define jn sa_jn
 
 /* Bump allocator: freed at once. */
 struct arena {
@@ -1278,6 +1280,7 @@ static void ar_free(struct arena *a)
 
 struct tb {
     struct ps p;
+    bool shape; /* apply the document shape rules */
     struct arena ar;
     struct jn *stk; /* children being collected */
     size_t sn, scap;
@@ -1340,7 +1343,7 @@ static int tb_container(struct tb *t, struct jn *j, int depth, bool obj)
             r = it_obj(p, &first, &ks, &kl, &esc);
             if (r != 1)
                 break;
-            if (depth == 1 && check_shape(p, p->s + ks, kl, esc))
+            if (depth == 1 && t->shape && check_shape(p, p->s + ks, kl, esc))
                 return -1;
             k.t = J_STR;
             if (!esc) {
@@ -1418,6 +1421,7 @@ static int tb_value(struct tb *t, struct jn *j, int depth)
 static int tb_build(struct tb *t, const char *buf, size_t len, struct jn *root)
 {
     memset(t, 0, sizeof *t);
+    t->shape = true;
     ps_init(&t->p, buf, len, NULL, 0);
     if (doc_begin(&t->p) || tb_value(t, root, 0) || doc_end(&t->p))
         return -1;
@@ -1428,6 +1432,43 @@ static void tb_free(struct tb *t)
 {
     ar_free(&t->ar);
     free(t->stk);
+}
+
+struct sa_jdoc {
+    struct tb t;
+    struct jn root;
+};
+
+int sa_jdoc_parse(const char *buf, size_t len, struct sa_jdoc **doc, const struct sa_jn **root,
+                  char *why, size_t whylen)
+{
+    *doc = NULL;
+    *root = NULL;
+    struct sa_jdoc *d = calloc(1, sizeof *d);
+    if (!d)
+        return -2;
+    ps_init(&d->t.p, buf, len, why, whylen);
+    skip_ws(&d->t.p);
+    if (tb_value(&d->t, &d->root, 0) || doc_end(&d->t.p)) {
+        int rc = d->t.oom ? -2 : -1;
+        if (rc == -2 && why && whylen)
+            snprintf(why, whylen, "out of memory");
+        sa_jdoc_free(d);
+        return rc;
+    }
+    free(d->t.stk);
+    d->t.stk = NULL;
+    *doc = d;
+    *root = &d->root;
+    return 0;
+}
+
+void sa_jdoc_free(struct sa_jdoc *doc)
+{
+    if (!doc)
+        return;
+    tb_free(&doc->t);
+    free(doc);
 }
 
 /* Numbers as exact decimals: value = 0.DIGITS x 10^point. */
