@@ -45,7 +45,7 @@ double t_now(void);
 
 extern int t_failures;
 void t_fail(const char *file, int line, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4), noreturn));
 #define fail_unless(cond)                                                                    \
     do {                                                                                     \
         if (!(cond))                                                                         \

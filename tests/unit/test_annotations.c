@@ -246,6 +246,40 @@ static void test_upload_roundtrip_numbers(void)
     where_free(&w);
 }
 
+static void test_upload_tricky_names(void)
+{
+    /* every train/ item (UTF-8, '&', '%', '+', '#', '?', ',', '[', '=' in
+     * names): one multipart request, every document read back */
+    struct where w;
+    where_get(C, "Demo Vector", "train", &w);
+    size_t n = w.items.n;
+    struct sa_upload_doc *u = calloc(n, sizeof *u);
+    char **docs = calloc(n, sizeof *docs);
+    for (size_t i = 0; i < n; i++) {
+        char extra[64];
+        snprintf(extra, sizeof extra, "{\"type\":\"tag\",\"k\":%zu}", i);
+        docs[i] = make_doc(w.names[i], extra, 3);
+        u[i] = (struct sa_upload_doc){.item_id = w.ids[i], .name = w.names[i], .json = docs[i],
+                                      .len = strlen(docs[i])};
+    }
+    emu_reset_stats(&E);
+    expect_ok(sa_upload_annotations(C, &w.p, w.f.id, u, n, 1));
+    fail_unless(emu_count(&E, "POST /api/v4/items/annotations/upload") == 1);
+    struct coll *k = calloc(1, sizeof *k);
+    expect_ok(sa_download_annotations(C, w.p.id, w.f.id, w.ids, w.names, n, collect, k));
+    check_all_delivered(&w, k);
+    for (size_t i = 0; i < n; i++)
+        fail_unless_msg(!strcmp(coll_doc(k, w.ids[i]), docs[i]), "%s changed: %s", w.names[i],
+                        coll_doc(k, w.ids[i]));
+    coll_free(k);
+    free(k);
+    for (size_t i = 0; i < n; i++)
+        free(docs[i]);
+    free(docs);
+    free(u);
+    where_free(&w);
+}
+
 static int status_of(struct where *w, const char *name)
 {
     struct sa_item_list l;
@@ -490,6 +524,7 @@ int main(void)
     t_run("download_large_and_batches", test_download_large_and_batches);
     t_run("download_invalid_objects", test_download_invalid_objects);
     t_run("upload_roundtrip_numbers", test_upload_roundtrip_numbers);
+    t_run("upload_tricky_names", test_upload_tricky_names);
     t_run("status_rule", test_status_rule);
     t_run("upload_batching_size", test_upload_batching_size);
     t_run("upload_batching_names", test_upload_batching_names);
