@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -56,6 +57,7 @@ class Emulator:
             return f.read().decode("utf-8", "replace")
 
     def stop(self):
+        """Stops the process; fails on a sanitizer report in its log."""
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -63,7 +65,13 @@ class Emulator:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
-        self.log.close()
+        if not self.log.closed:
+            self.log.close()
+            log = self.read_log()
+            shutil.rmtree(self.dir, ignore_errors=True)
+            for bad in ("ERROR: AddressSanitizer", "runtime error:",
+                        "ERROR: LeakSanitizer"):
+                assert bad not in log, log
         return self.proc.returncode
 
     # -- HTTP ----------------------------------------------------------------
