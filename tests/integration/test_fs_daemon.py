@@ -1,0 +1,212 @@
+"""safs daemon edge cases the tool matrix does not drive (filesystem.md §2-§4,
+docs/fs-choices.md): O_TRUNC without writes, truncate(2) by path, renameat2
+flags, annotation -> scratch copies, max_doc, read-only mounts and projects,
+utimens, empty unlink, folder-name rules, read-only xattrs, recovery names."""
+import ctypes
+import errno
+import json
+import os
+import re
+
+from harness import SUFFIX, errno_of, read, recovered_bytes, write
+
+V = "Demo Vector"
+RENAME_NOREPLACE = 1
+RENAME_EXCHANGE = 2
+AT_FDCWD = -100
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def renameat2(a, b, flags):
+    r = _libc.renameat2(AT_FDCWD, a.encode(), AT_FDCWD, b.encode(), flags)
+    if r != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+
+
+def test_o_trunc_then_close_uploads_nothing(mount, emulator, api):
+    m = mount(V)
+    name = api.names(V)[0]
+    before = api.document_bytes(V, None, name)
+    emulator.reset_stats()
+    with open(m.p(name + SUFFIX), "wb"):
+        pass
+    assert emulator.writes() == 0
+    assert api.document_bytes(V, None, name) == before
+    # the file still reads as the platform's document
+    assert json.loads(read(m.p(name + SUFFIX)))["metadata"]["name"] == name
+
+
+def test_truncate_by_path(mount, emulator, api):
+    m = mount(V)
+    name = api.names(V)[0]
+    p = m.p(name + SUFFIX)
+    size = os.stat(p).st_size
+    emulator.reset_stats()
+    assert errno_of(lambda: os.truncate(p, 0)) == errno.EINVAL
+    # dropping the final newline leaves the same document: a save that uploads nothing
+    os.truncate(p, size - 1)
+    assert emulator.uploads() == 0
+    # cutting into the JSON is an invalid document: EINVAL, bytes recovered
+    assert errno_of(lambda: os.truncate(p, size // 2)) == errno.EINVAL
+    assert emulator.uploads() == 0
+    assert recovered_bytes(m.recovery_dir)
+
+
+def test_renameat2_flags(mount, api):
+    m = mount(V)
+    a, b = api.names(V)[:2]
+    pa, pb = m.p(a + SUFFIX), m.p(b + SUFFIX)
+    t = m.p(".tmp-noreplace")
+    write(t, read(pa))
+    assert errno_of(lambda: renameat2(t, pa, RENAME_NOREPLACE)) == errno.EEXIST
+    assert errno_of(lambda: renameat2(pa, pb, RENAME_EXCHANGE)) == errno.EINVAL
+    assert errno_of(lambda: renameat2(t, pa, RENAME_EXCHANGE)) == errno.EINVAL
+    os.unlink(t)
+
+
+def test_rename_annotation_to_scratch_is_a_copy(mount, emulator, api):
+    m = mount(V)
+    name = api.names(V)[0]
+    p = m.p(name + SUFFIX)
+    data = read(p)
+    before = api.document_bytes(V, None, name)
+    emulator.reset_stats()
+    os.rename(p, m.p(name + SUFFIX + "~"))
+    assert emulator.writes() == 0
+    assert read(m.p(name + SUFFIX + "~")) == data
+    assert name + SUFFIX in os.listdir(m.path)
+    assert read(p) == data
+    assert api.document_bytes(V, None, name) == before
+
+
+def test_scratch_rename_and_local_xattrs(mount, emulator):
+    m = mount(V)
+    emulator.reset_stats()
+    a, b = m.p("#scratch#"), m.p(".scratch.swp")
+    write(a, b"hello")
+    os.setxattr(a, "user.mine", b"v1")
+    os.rename(a, b)
+    assert read(b) == b"hello"
+    assert os.getxattr(b, "user.mine") == b"v1"
+    assert "user.mine" in os.listxattr(b)
+    os.chmod(b, 0o600)
+    assert os.stat(b).st_mode & 0o777 == 0o600
+    os.unlink(b)
+    assert not os.path.exists(b)
+    assert emulator.writes() == 0
+
+
+def test_max_doc_efbig(mount, api):
+    m = mount(V, opts={"max_doc": "1024"})
+    name = api.names(V)[0]
+
+    def big():
+        with open(m.p(name + SUFFIX), "wb") as f:
+            f.write(b" " * 4096)
+    assert errno_of(big) == errno.EFBIG
+
+
+def test_read_only_mount_erofs(mount, emulator, api):
+    m = mount(V, opts={"ro": True})
+    name = api.names(V)[0]
+    p = m.p(name + SUFFIX)
+    assert json.loads(read(p))
+    assert errno_of(lambda: write(p, b"{}")) == errno.EROFS
+    assert errno_of(lambda: os.unlink(p)) == errno.EROFS
+    assert emulator.writes() == 0
+
+
+def test_multimodal_is_read_only(mount, emulator):
+    m = mount("Demo Multimodal")
+    files = [n for n in os.listdir(m.path) if n.endswith(SUFFIX)]
+    assert files
+    p = m.p(files[0])
+    data = read(p)
+    assert json.loads(data)
+    assert errno_of(lambda: write(p, data)) == errno.EROFS
+    assert "Multimodal" in m.log()
+    assert emulator.writes() == 0
+
+
+def test_utimens_shown_until_version_changes(mount, emulator, api):
+    m = mount(V)
+    name = api.names(V)[0]
+    p = m.p(name + SUFFIX)
+    emulator.reset_stats()
+    os.utime(p, (1000000000, 1000000000))
+    assert os.stat(p).st_mtime == 1000000000
+    assert emulator.writes() == 0
+    # another user changes the item: the platform's updatedAt shows again
+    api.upload(V, None, name, {"metadata": {"name": name}, "instances": [], "tags": ["x"],
+                               "comments": []})
+    assert os.stat(p).st_mtime != 1000000000
+
+
+def test_unlink_empty_item_costs_no_delete(mount, emulator, api):
+    emulator.seed(V, folder="val", items=["empty.jpg"])
+    m = mount(V)
+    p = m.p("val", "empty.jpg" + SUFFIX)
+    emulator.reset_stats()
+    os.unlink(p)
+    assert emulator.deletes() == 0
+    assert "empty.jpg" + SUFFIX in os.listdir(m.p("val"))
+
+
+def test_unlink_saves_document_to_recovery(mount, emulator, api):
+    m = mount(V)
+    name = api.names(V, "train")[0]
+    p = m.p("train", name + SUFFIX)
+    data = read(p)
+    os.unlink(p)
+    assert emulator.deletes() >= 1
+    files = os.listdir(m.recovery_dir)
+    assert any(re.match(r"^\d{8}T\d{6}Z_deleted_Demo Vector_train_" + re.escape(name + SUFFIX), f)
+               for f in files), files
+    assert data in recovered_bytes(m.recovery_dir)
+    doc = json.loads(read(p))
+    assert doc["instances"] == [] and doc["metadata"]["status"] == "NotStarted"
+
+
+def test_folder_name_rules(mount, emulator):
+    m = mount(V)
+    emulator.reset_stats()
+    assert errno_of(lambda: os.mkdir(m.p("a:b"))) == errno.EINVAL
+    assert errno_of(lambda: os.mkdir(m.p("q?"))) == errno.EINVAL
+    assert errno_of(lambda: os.mkdir(m.p("x" * 81))) == errno.ENAMETOOLONG
+    assert emulator.writes() == 0
+    t = mount("", opts=None)
+    assert errno_of(lambda: os.mkdir(t.p("New Project"))) == errno.EPERM
+
+
+def test_read_only_xattrs(mount, emulator, api):
+    m = mount(V)
+    name = api.names(V)[0]
+    p = m.p(name + SUFFIX)
+    iid = os.getxattr(p, "user.superannotate.id")
+    emulator.reset_stats()
+    os.setxattr(p, "user.superannotate.id", iid)
+    assert errno_of(lambda: os.setxattr(p, "user.superannotate.id", b"1")) == errno.EPERM
+    assert errno_of(lambda: os.setxattr(p, "user.other", b"1")) == errno.ENOTSUP
+    assert errno_of(lambda: os.getxattr(p, "user.other")) == errno.ENODATA
+    assert os.getxattr(p, "user.superannotate.name").decode() == name
+    assert os.listxattr(p)[0] == "user.superannotate.status"
+    assert "user.safs.stats" not in os.listxattr(m.path)
+    assert emulator.writes() == 0
+
+
+def test_pixel_mask_refused(mount):
+    m = mount("Demo Pixel")
+    name = [n for n in os.listdir(m.path) if n.endswith("___pixel.json")][0][:-len("___pixel.json")]
+    assert errno_of(lambda: write(m.p(name + "___save.png"), b"x")) == errno.EOPNOTSUPP
+
+
+def test_stats_snapshot_is_json(mount):
+    m = mount(V)
+    os.listdir(m.path)
+    s = json.loads(os.getxattr(m.path, "user.safs.stats"))
+    for k in ("requests", "retries", "bytes_down", "bytes_up", "cache_hits", "cache_misses",
+              "uploads", "uploads_skipped_unchanged", "uploads_pending", "conflicts"):
+        assert k in s
+    assert s["requests"]["list"] >= 1
