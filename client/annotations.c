@@ -867,7 +867,7 @@ enum sa_err sa_upload_annotations(struct sa_client *c, const struct sa_project *
         if (!last && (docs[i].result != SA_OK || docs[i].len > BIG_FILE_THRESHOLD))
             continue;
         if (k && (last || size + docs[i].len >= CHUNK_BYTES ||
-                  names >= (size_t)(URI_THRESHOLD - 14 * (k + 1)))) {
+                  (long)names >= (long)URI_THRESHOLD - 14L * (long)(k + 1))) {
             upload_batch(c, p, folder_id, docs, idx, k);
             k = size = names = 0;
         }

@@ -172,6 +172,17 @@ static void test_download_large_and_batches(void)
     expect_ok(sa_download_annotations(c, w.p.id, w.f.id, w.ids, w.names, w.items.n, collect, k));
     check_all_delivered(&w, k);
     coll_free(k);
+
+    /* a FAILED sync is an error, not an endless poll (the SDK's quirk) */
+    emu_fault(&EL, "{\"method\":\"GET\",\"path\":\"/api/v4/items/\",\"status\":200,"
+                   "\"count\":1000,\"body\":\"{\\\"status\\\":\\\"FAILED_SYNC\\\"}\"}");
+    double t0 = t_now();
+    expect_err(SA_ERR_SERVER, sa_download_annotations(c, w.p.id, w.f.id, w.ids, w.names,
+                                                      w.items.n, collect, k));
+    fail_unless(t_now() - t0 < 10);
+    fail_unless(strstr(sa_last_error(), "FAILED_SYNC") != NULL);
+    emu_clear_faults(&EL);
+    coll_free(k);
     free(k);
     where_free(&w);
     sa_client_free(c);
@@ -398,6 +409,27 @@ static void test_upload_batching_names(void)
     for (int i = 0; i < 30; i++)
         free(docs[i]);
     where_free(&w);
+
+    /* 300 tiny documents named img_NNNNNN.jpg (14 bytes): a batch closes
+     * when 14 k >= 3976 - 14 (k + 1), i.e. at k = 142 -> 142 + 142 + 16 */
+    where_get(C, "Bench", "f", &w);
+    struct sa_upload_doc *v = calloc(300, sizeof *v);
+    char **vd = calloc(300, sizeof *vd);
+    for (int i = 0; i < 300; i++) {
+        fail_unless(strlen(w.names[100 + i]) == 14);
+        vd[i] = make_doc(w.names[100 + i], "", 1);
+        v[i] = (struct sa_upload_doc){.item_id = w.ids[100 + i], .name = w.names[100 + i],
+                                      .json = vd[i], .len = strlen(vd[i])};
+    }
+    emu_reset_stats(&E);
+    expect_ok(sa_upload_annotations(C, &w.p, w.f.id, v, 300, 1));
+    fail_unless_msg(emu_count(&E, "POST /api/v4/items/annotations/upload") == 3, "%lld uploads",
+                    emu_count(&E, "POST /api/v4/items/annotations/upload"));
+    for (int i = 0; i < 300; i++)
+        free(vd[i]);
+    free(vd);
+    free(v);
+    where_free(&w);
 }
 
 static void test_upload_large(void)
@@ -437,6 +469,13 @@ static void test_upload_large(void)
                     "large document changed (%zu vs %zu bytes)", k->lens[0], u.len);
     coll_free(k);
     free(k);
+
+    /* the same upload whose sync ends FAILED: the document fails */
+    emu_fault(&E, "{\"method\":\"GET\",\"path\":\"/api/v4/items/\",\"status\":200,"
+                  "\"count\":1000,\"body\":\"{\\\"status\\\":\\\"FAILED\\\"}\"}");
+    expect_err(SA_ERR_SERVER, sa_upload_annotations(C, &w.p, w.f.id, &u, 1, 1));
+    fail_unless(u.result == SA_ERR_SERVER && strstr(u.detail, "FAILED"));
+    emu_clear_faults(&E);
     free(doc);
     where_free(&w);
 }
