@@ -184,6 +184,7 @@ struct fs_state {
     int level;              /**< 0 team, 1 project, 2 folder */
     char *src_project, *src_folder;
     int loglevel, foreground;
+    int64_t started_ms;     /**< mount time: the team root's mtime */
 
     pthread_mutex_t mu;
     uint64_t seq;

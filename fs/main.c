@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <time.h>
 #include <fuse.h>
 #include <fuse_lowlevel.h>
 
@@ -92,6 +93,11 @@ int main(int argc, char **argv)
     st->loglevel = cfg.loglevel;
     st->foreground = cfg.foreground || cfg.probe;
     st->lru_budget = DOC_CACHE_BUDGET;
+    {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        st->started_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    }
     pthread_mutex_init(&st->mu, NULL);
     pthread_mutex_init(&st->plist_mu, NULL);
     pthread_mutex_init(&st->inv_mu, NULL);

@@ -55,6 +55,8 @@ static int check_writable(struct fs_state *st, struct fs_project *p, const char 
 static void dir_stat(struct fs_state *st, const char *updated_at, struct stat *sb)
 {
     int64_t ms = updated_at ? sa_parse_time_ms(updated_at) : 0;
+    if (!ms)
+        ms = st->started_ms;
     memset(sb, 0, sizeof *sb);
     sb->st_mode = S_IFDIR | (0755 & ~st->cfg->umask);
     if (st->cfg->read_only)
