@@ -1059,3 +1059,38 @@ def test_port_file_and_loopback(fresh):
         assert f.read() == "%d\n" % e.port
     assert not [n for n in os.listdir(e.dir) if ".tmp." in n]
     assert e.control("GET", "health")["port"] == e.port
+
+
+def test_concurrent_clients(emu):
+    """Parallel uploads, searches and streams: no crash, no lost update."""
+    names = ["cc%02d.jpg" % k for k in range(16)]
+    s = emu.control("POST", "seed", {"project": "Conc", "items": names})
+    pid, fid, ids = s["project_id"], s["folder_id"], s["items"]
+    errors = []
+
+    def worker(k):
+        try:
+            name = names[k]
+            for r in range(15):
+                doc = b'{"metadata":{"name":"%s"},"round":%d,"w":%d.5}' % (
+                    name.encode(), r, k)
+                st, _, body = upload(emu, pid, fid,
+                                     [(quoted(name), b'{"data":' + doc + b'}')],
+                                     [name])
+                assert st == 200 and json.loads(body)["failedItems"] == []
+                got = emu.stream(pid, [ids[name]])
+                assert got == doc + DELIM, got
+                assert emu.search(pid, fid)["count"] == len(names)
+        except Exception as e:  # reported below
+            errors.append(repr(e))
+    emu.control("POST", "faults", {"path": "/api/v1/team", "delay_ms": 800})
+    slow = threading.Thread(target=lambda: emu.request("GET", "/api/v1/team/1"))
+    slow.start()
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    slow.join(10)
+    assert errors == []
+    assert emu.json("GET", "/user/ME")["id"]
