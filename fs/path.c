@@ -167,6 +167,16 @@ static int lookup_in_folder(struct fs_state *st, struct fs_folder *f, const char
     return 0;
 }
 
+/* Projects and folders change rarely: a name found in a listing younger
+ * than max(cache_timeout, 1 s) is trusted without a request (with
+ * cache_timeout=0 every getattr of `ls -l dir` would otherwise re-list the
+ * project's folders). A name not found re-lists as cache_timeout says. */
+static int young(struct fs_state *st, int listed, double at)
+{
+    double ttl = st->cfg->cache_timeout > 1.0 ? st->cfg->cache_timeout : 1.0;
+    return listed && fs_now() - at < ttl;
+}
+
 int fs_resolve(struct fs_state *st, const char *path, struct fs_loc *loc)
 {
     enum fs_kind cur;
@@ -203,12 +213,18 @@ int fs_resolve(struct fs_state *st, const char *path, struct fs_loc *loc)
             return -ENOENT;
         case FS_K_TEAM: {
             struct fs_project *pr;
-            r = fs_projects_refresh(st, 0);
-            if (r)
-                return r;
             pthread_mutex_lock(&st->mu);
-            pr = fs_map_get(&st->projects_by_dname, name);
+            pr = young(st, st->plisted, st->plisted_at) ? fs_map_get(&st->projects_by_dname, name)
+                                                        : NULL;
             pthread_mutex_unlock(&st->mu);
+            if (!pr) {
+                r = fs_projects_refresh(st, 0);
+                if (r)
+                    return r;
+                pthread_mutex_lock(&st->mu);
+                pr = fs_map_get(&st->projects_by_dname, name);
+                pthread_mutex_unlock(&st->mu);
+            }
             loc->parent = FS_K_TEAM;
             loc->leaf = p;
             if (pr) {
@@ -222,12 +238,18 @@ int fs_resolve(struct fs_state *st, const char *path, struct fs_loc *loc)
         }
         case FS_K_PROJECT: {
             struct fs_folder *fo;
-            r = fs_project_refresh(st, loc->proj, 0);
-            if (r)
-                return r;
             pthread_mutex_lock(&st->mu);
-            fo = fs_map_get(&loc->proj->by_dname, name);
+            fo = young(st, loc->proj->listed, loc->proj->listed_at)
+                     ? fs_map_get(&loc->proj->by_dname, name) : NULL;
             pthread_mutex_unlock(&st->mu);
+            if (!fo) {
+                r = fs_project_refresh(st, loc->proj, 0);
+                if (r)
+                    return r;
+                pthread_mutex_lock(&st->mu);
+                fo = fs_map_get(&loc->proj->by_dname, name);
+                pthread_mutex_unlock(&st->mu);
+            }
             loc->parent = FS_K_PROJECT;
             loc->leaf = p;
             if (fo) {
