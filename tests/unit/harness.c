@@ -17,6 +17,7 @@ int t_failures;
 
 #define MAX_EMUS 8
 static pid_t live[MAX_EMUS];
+static char live_port[MAX_EMUS][128];
 
 static void kill_all(void)
 {
@@ -25,6 +26,7 @@ static void kill_all(void)
             kill(live[i], SIGKILL);
             waitpid(live[i], NULL, 0);
             live[i] = 0;
+            unlink(live_port[i]);
         }
 }
 
@@ -125,6 +127,7 @@ void emu_start(struct emu *e, const char *const *args)
     for (int i = 0; i < MAX_EMUS; i++)
         if (!live[i]) {
             live[i] = pid;
+            snprintf(live_port[i], sizeof live_port[i], "%s", e->portfile);
             break;
         }
     double end = t_now() + 10.0;
