@@ -98,6 +98,8 @@ if ! is_mounted "$MNT"; then
 fi
 
 M=$(printf '%q' "$MNT")
+ITEM=$(cd "$MNT/Demo Vector" 2>/dev/null && ls | grep -m1 '___objects\.json$' || true)
+F="$M/\"Demo Vector\"/${ITEM:-<item>___objects.json}"
 cat <<EOF
 demo: the emulator's demo team is mounted at $MNT (emulator on port $PORT).
 
@@ -105,8 +107,8 @@ Try:
   ls $M
   ls $M/"Demo Vector"
   cat $M/"Demo Vector"/*___objects.json | jq '.instances | length'
-  vim $M/"Demo Vector"/<item>___objects.json          # save: one upload
-  setfattr -n user.superannotate.status -v Completed $M/"Demo Vector"/<item>___objects.json
+  vim $F    # a save is one upload
+  setfattr -n user.superannotate.status -v Completed $F
   getfattr -n user.superannotate.status $M/"Demo Vector"/*___objects.json
   rsync -a $M/"Demo Vector"/ out/                     # download_annotations
   getfattr -n user.safs.stats $M                       # requests made so far
