@@ -41,7 +41,8 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 meson_stage() { # dir
     local dir=$1 log
     note "unit tests: $dir"
-    timeout 1800 meson test -C "$dir" --print-errorlogs --num-processes 2
+    # the emulator suite runs below under pytest, for per-test counts
+    timeout 1800 meson test -C "$dir" --print-errorlogs --num-processes 2 --no-suite emulator
     local rc=$?
     log="$dir/meson-logs/testlog.json"
     if [ -f "$log" ]; then
