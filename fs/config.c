@@ -5,9 +5,10 @@
  *
  * Our own -o options are consumed. Everything we hand on to libfuse is
  * collected in fuse_args: argv[0], the kernel/libfuse options listed in
- * pass_opts[], ro, allow_other (+ default_permissions), -s, and
+ * pass_opts[], ro, allow_other (+ default_permissions), and
  * fsname=safs#SOURCE,subtype=safs. -d is NOT passed to libfuse (its request
- * trace is huge); -d means foreground + loglevel debug.
+ * trace is huge); -d means foreground + loglevel debug. -s is not passed
+ * either (fuse_new does not know it): it sets max_threads to 1, one worker.
  */
 #include "config.h"
 
@@ -99,6 +100,15 @@ static const struct fuse_opt opts[] = {
     FUSE_OPT_KEY("users", KEY_DISCARD),
     FUSE_OPT_KEY("defaults", KEY_DISCARD),
     FUSE_OPT_KEY("rw", KEY_DISCARD),
+    /* atime variants libfuse 3.14 does not know; meaningless here */
+    FUSE_OPT_KEY("relatime", KEY_DISCARD),
+    FUSE_OPT_KEY("norelatime", KEY_DISCARD),
+    FUSE_OPT_KEY("strictatime", KEY_DISCARD),
+    FUSE_OPT_KEY("nostrictatime", KEY_DISCARD),
+    FUSE_OPT_KEY("diratime", KEY_DISCARD),
+    FUSE_OPT_KEY("nodiratime", KEY_DISCARD),
+    FUSE_OPT_KEY("lazytime", KEY_DISCARD),
+    FUSE_OPT_KEY("nolazytime", KEY_DISCARD),
     /* the command line */
     FUSE_OPT_KEY("-h", KEY_HELP),
     FUSE_OPT_KEY("--help", KEY_HELP),
@@ -117,11 +127,9 @@ static const struct fuse_opt opts[] = {
 static const char *const pass_opts[] = {
     "attr_timeout=", "entry_timeout=", "negative_timeout=", "ac_attr_timeout=",
     "remember=", "noforget", "kernel_cache", "auto_cache", "noauto_cache",
-    "direct_io", "use_ino", "readdir_ino", "intr", "intr_signal=",
-    "max_read=", "blksize=", "allow_root", "auto_unmount",
+    "allow_root", "auto_unmount",
     "dev", "nodev", "suid", "nosuid", "exec", "noexec", "async", "sync",
-    "dirsync", "atime", "noatime", "diratime", "nodiratime", "relatime",
-    "norelatime", "strictatime", "nostrictatime", "lazytime", "nolazytime",
+    "dirsync", "atime", "noatime",
     NULL
 };
 
@@ -147,7 +155,8 @@ static void print_help(const char *prog)
 "    -f                     stay in the foreground (default: detach)\n"
 "    -d                     debug: foreground and loglevel=debug (libfuse's own\n"
 "                           request trace is not turned on)\n"
-"    -s                     single-threaded loop (default: multi-threaded)\n"
+"    -s                     single-threaded: one FUSE worker, same as\n"
+"                           -o max_threads=1 (default: multi-threaded)\n"
 "\n"
 "connection (-o):\n"
 "    url=URL                base of every service (default: $SA_URL, else the\n"
@@ -184,12 +193,14 @@ static void print_help(const char *prog)
 "                           (default: info; -d gives debug)\n"
 "\n"
 "accepted and ignored (fstab): _netdev, nofail, auto, noauto, user, users,\n"
-"    nouser, defaults, rw, comment=..., x-systemd.*\n"
+"    nouser, defaults, rw, comment=..., x-systemd.*, relatime, strictatime,\n"
+"    diratime, lazytime (and their no- forms)\n"
 "passed to libfuse: attr_timeout, entry_timeout, negative_timeout,\n"
-"    ac_attr_timeout, remember, noforget, kernel_cache, auto_cache, direct_io,\n"
-"    use_ino, readdir_ino, intr, intr_signal, max_read, blksize, allow_root,\n"
-"    auto_unmount, fsname (default: safs#SOURCE), subtype (default: safs),\n"
-"    and the mount flags (nodev, nosuid, noexec, noatime, ...)\n"
+"    ac_attr_timeout, remember, noforget, kernel_cache, auto_cache,\n"
+"    noauto_cache, allow_root, auto_unmount,\n"
+"    fsname (default: safs#SOURCE), subtype (default: safs), and the mount\n"
+"    flags dev, nodev, suid, nosuid, exec, noexec, async, sync, dirsync,\n"
+"    atime, noatime\n"
 "\n"
 "The token is never accepted on the command line (-o token= is refused).\n",
            prog, prog, prog);
@@ -337,7 +348,7 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
     case KEY_PROBE: p->c.probe = 1; return 0;
     case KEY_FOREGROUND: p->c.foreground = 1; return 0;
     case KEY_DEBUG: p->c.debug = 1; p->c.foreground = 1; return 0;
-    case KEY_SINGLE: p->single = 1; return 1;
+    case KEY_SINGLE: p->single = 1; return 0;
     case KEY_DISCARD: return 0;
     case KEY_TOKEN:
         return fail(p, "the token is never accepted on the command line: "
@@ -680,6 +691,8 @@ static int apply_defaults(struct parse_ctx *p)
     const char *vs = getenv("VERIFY_SSL");
     if (vs && is_false(vs))
         c->insecure = 1;
+    if (p->single)
+        c->max_threads = 1;
     if (c->debug && !p->loglevel_set)
         c->loglevel = LOG_DEBUG;
     return 0;

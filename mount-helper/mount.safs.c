@@ -31,7 +31,9 @@ enum { EX_OK_ = 0, EX_USAGE_ = 1, EX_FAIL_ = 32 };
 /* fstab-only options: dropped. A trailing '=' or '.' matches a prefix. */
 static const char *const fstab_only[] = {
     "_netdev", "nofail", "auto", "noauto", "user", "user=", "users", "nouser",
-    "defaults", "rw", "x-systemd.", "x-", "comment=", "owner", "group", NULL
+    "defaults", "rw", "x-systemd.", "x-", "comment=", "owner", "group",
+    "relatime", "norelatime", "strictatime", "nostrictatime", "diratime",
+    "nodiratime", "lazytime", "nolazytime", NULL
 };
 
 /* What safs accepts (fs/config.c); with -s anything else is dropped. */
@@ -43,11 +45,9 @@ static const char *const known[] = {
     "debug", "fsname=", "subtype=",
     "attr_timeout=", "entry_timeout=", "negative_timeout=", "ac_attr_timeout=",
     "remember=", "noforget", "kernel_cache", "auto_cache", "noauto_cache",
-    "direct_io", "use_ino", "readdir_ino", "intr", "intr_signal=",
-    "max_read=", "blksize=", "allow_root", "auto_unmount",
+    "allow_root", "auto_unmount",
     "dev", "nodev", "suid", "nosuid", "exec", "noexec", "async", "sync",
-    "dirsync", "atime", "noatime", "diratime", "nodiratime", "relatime",
-    "norelatime", "strictatime", "nostrictatime", "lazytime", "nolazytime",
+    "dirsync", "atime", "noatime",
     NULL
 };
 

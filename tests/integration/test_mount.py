@@ -616,3 +616,50 @@ def test_probe_fails_on_a_wrong_shape(emulator, tmp_path, fault, what):
     assert r.returncode == 1, r.stdout + r.stderr
     fails = [l for l in r.stdout.splitlines() if l.startswith("FAIL")]
     assert any(what in l and "count" in l for l in fails), r.stdout
+
+
+# Every option --help says is passed to libfuse (or ignored) must really
+# mount: fuse_new refuses what it does not know.
+PASSED_OR_IGNORED = ["attr_timeout=1", "entry_timeout=1", "negative_timeout=1", "ac_attr_timeout=1",
+                     "remember=1", "noforget", "kernel_cache", "auto_cache", "noauto_cache",
+                     "allow_root", "auto_unmount", "dev", "nodev", "suid",
+                     "nosuid", "exec", "noexec", "async", "sync", "dirsync", "atime", "noatime",
+                     "relatime", "norelatime", "strictatime", "nostrictatime", "diratime",
+                     "nodiratime", "lazytime", "nolazytime", "ro", "allow_other", "fsname=x",
+                     "subtype=y", "keep_status", "list_frames", "suffix=.json", "max_doc=1G",
+                     "fps=2.5", "umask=027", "uid=0", "gid=0", "max_threads=8", "loglevel=3",
+                     "timeout=2", "cache_timeout=0"]
+
+
+def test_every_documented_option_mounts(emulator, tmp_path):
+    tf = write_token_file(tmp_path / "tok")
+    env = clean_env(tmp_path)
+    failed = []
+    for i, o in enumerate(PASSED_OR_IGNORED):
+        a = attempt(tmp_path, "Demo Vector", emu_opts(emulator, tf) + "," + o, env, name="o%d" % i)
+        if a.rc != 0 or not a.mounted or "train" not in a.listing:
+            failed.append("%s: exit %d: %s" % (o, a.rc, a.out.strip()))
+    assert not failed, "\n".join(failed)
+
+
+def test_single_threaded_flag_mounts(emulator, tmp_path):
+    tf = write_token_file(tmp_path / "tok")
+    a = attempt(tmp_path, "Demo Vector", emu_opts(emulator, tf), clean_env(tmp_path), extra_args=["-s"])
+    assert a.rc == 0, a.out
+    assert "train" in a.listing
+
+
+def test_fsname_and_subtype_in_mount_table(emulator, tmp_path):
+    tf = write_token_file(tmp_path / "tok")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    try:
+        r = run([SAFS, "Demo Vector/train", str(mnt), "-o", emu_opts(emulator, tf)], timeout=60,
+                check=False, env=clean_env(tmp_path))
+        assert r.returncode == 0, r.stderr
+        line = next(l for l in mounts_text().splitlines() if l.split(" ")[1] == str(mnt))
+        dev, _, fstype = line.split(" ")[:3]
+        dev = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), dev)
+        assert dev == "safs#Demo Vector/train" and fstype == "fuse.safs", line
+    finally:
+        unmount(mnt)
