@@ -111,10 +111,19 @@ def attempt(tmp_path, source, opts, env, name="mnt", extra_args=(), timeout=60, 
         cmd += ["-o", opts]
     cmd += list(extra_args)
     t0 = time.monotonic()
+    proc = None
     try:
         with open(str(logf), "w") as lf:
-            r = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=lf, stderr=lf, env=env,
-                               timeout=timeout)
+            if "-f" in extra_args:  # foreground: wait for the mount (or the exit)
+                proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=lf, stderr=lf, env=env)
+                deadline = time.monotonic() + timeout
+                while (proc.poll() is None and not os.path.ismount(str(mnt))
+                       and time.monotonic() < deadline):
+                    time.sleep(0.05)
+                r = subprocess.CompletedProcess(cmd, proc.returncode if proc.poll() is not None else 0)
+            else:
+                r = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=lf, stderr=lf, env=env,
+                                   timeout=timeout)
         elapsed = time.monotonic() - t0
         mounted = os.path.ismount(str(mnt))
         listing = None
@@ -122,11 +131,17 @@ def attempt(tmp_path, source, opts, env, name="mnt", extra_args=(), timeout=60, 
             listing = sorted(os.listdir(str(mnt)))
             if probe_file:
                 listing = (listing, open(os.path.join(str(mnt), probe_file), "rb").read())
+        if proc is not None:
+            unmount(mnt)
+            proc.wait(30)
         with open(str(logf), errors="replace") as lf:
             out = lf.read()
         return Attempt(r.returncode, out, elapsed, mounted, listing)
     finally:
         unmount(mnt)
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
 
 
 def emu_opts(emulator, token_file=None, **kw):
@@ -663,3 +678,29 @@ def test_fsname_and_subtype_in_mount_table(emulator, tmp_path):
         assert dev == "safs#Demo Vector/train" and fstype == "fuse.safs", line
     finally:
         unmount(mnt)
+
+
+@pytest.mark.parametrize("how", ["env", "ini", "json", "option", "none"])
+def test_tls_verification_off_warns(emulator, tmp_path, how):
+    """VERIFY_SSL=false (env or config.ini), ssl_verify false (config.json) or
+    -o insecure turn TLS verification off, with a warning at start-up."""
+    home = tmp_path / "home"
+    home.mkdir()
+    url = emulator.base_url + "/"
+    env = clean_env(home)
+    opts = None
+    if how == "env":
+        env = clean_env(home, SA_TOKEN=TOKEN, SA_URL=url, VERIFY_SSL="false")
+    elif how == "ini":
+        write_ini(home, TOKEN, url, verify="False")
+    elif how == "json":
+        (home / ".superannotate").mkdir()
+        (home / ".superannotate" / "config.json").write_text(
+            json.dumps({"token": TOKEN, "main_endpoint": url, "ssl_verify": False}))
+    else:
+        env = clean_env(home, SA_TOKEN=TOKEN, SA_URL=url)
+        opts = "insecure" if how == "option" else None
+    a = attempt(tmp_path, "Demo Vector", opts, env, extra_args=["-f"])
+    assert a.rc == 0 and a.mounted, a.out
+    warned = "not verified" in a.out.lower()
+    assert warned == (how != "none"), a.out
