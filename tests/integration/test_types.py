@@ -95,6 +95,14 @@ def test_frames_found_by_name_not_listed(mount, api, tmp_path):
         assert st.st_size == len(data), (c, st.st_size, len(data))
         assert abs(st.st_mtime - parse_ts(items[c]["updatedAt"])) < 0.0015, (c, st.st_mtime,
                                                                              items[c]["updatedAt"])
+    # the video's own document reads as the platform holds it
+    for c, raw in plat_docs(api, VIDEO).items():
+        assert read(m.p(c + SUFFIX)) == pretty_tokens(raw), c
+    # fstat on an open handle agrees with the bytes
+    with open(m.p("clip_02.mp4" + FRAMES), "rb") as fh:
+        data = fh.read()
+        assert os.fstat(fh.fileno()).st_size == len(data)
+        assert os.fstat(fh.fileno()).st_mode & 0o777 == 0o444
     # cp -r and rsync -a out of the mount never see it
     run(["cp", "-r", m.path + "/.", str(tmp_path / "cp")], timeout=120)
     run(["rsync", "-a", m.path + "/", str(tmp_path / "rs") + "/"], timeout=120)
@@ -161,6 +169,29 @@ def test_frames_list_frames_option(mount, api):
     # a team mount finds it too, two levels down
     t = mount(None)
     assert read(t.p(VIDEO, "clip_01.mp4" + FRAMES)) == ref_frames(docs["clip_01.mp4"])
+
+
+def test_frames_in_a_folder(mount, emulator, api):
+    """A video in a sub-folder, with a document seeded raw: found by name
+    there, bytes as the reference computes them (at 2 fps)."""
+    raw = ('{"metadata":{"name":"f.mp4","duration":3500000,"width":4,"height":4},'
+           '"instances":[{"meta":{"type":"point","className":"p"},"parameters":[{"start":0,'
+           '"end":3000000,"timestamps":[{"timestamp":500000,"x":1,"y":2,"attributes":[]},'
+           '{"timestamp":3000000,"x":4.4,"y":0.1,"attributes":[]}]}]},'
+           '{"meta":{"type":"comment"},"parameters":[]},'
+           '{"meta":{"type":"polyline","classId":"7"},"parameters":[{"start":0,"end":2000000,'
+           '"timestamps":[{"timestamp":0,"points":[0,0,10,10],"attributes":null},'
+           '{"timestamp":2000000,"points":[5,5,20,20],"attributes":null}]}]}],"tags":[]}')
+    emulator.seed(VIDEO, type=3, folder="clips", items=["f.mp4"], raw_documents={"f.mp4": raw})
+    m = mount(VIDEO, {"fps": "2"})
+    assert sorted(os.listdir(m.p("clips"))) == ["f.mp4" + SUFFIX]
+    got = read(m.p("clips", "f.mp4" + FRAMES))
+    want = ref_frames(raw, 2.0)
+    assert got == want, got.decode()
+    frames = json.loads(got)
+    assert len(frames) == 7
+    # the interpolated point of frame 3 is a float, the classId string became 7
+    assert b'"classId": 7' in got and frames[2]["annotations"][0]["keyframe"] is False
 
 
 def test_frames_writes_refused(mount, emulator, api, tmp_path):
