@@ -188,7 +188,10 @@ int fs_doc_get(struct fs_state *st, struct fs_item *it, char **out, size_t *len,
             return r;
     }
     pthread_mutex_lock(&st->mu);
-    fs_doc_put_locked(st, it, ms, status, c.out, c.len);
+    /* an upload may have moved the version meanwhile: never replace the
+     * bytes of the current version with an older answer */
+    if (it->ms == ms && it->status == status)
+        fs_doc_put_locked(st, it, ms, status, c.out, c.len);
     if (mark_served) {
         it->served = 1;
         it->served_ms = ms;
@@ -233,7 +236,8 @@ static int bulk_cb(void *ud, long long item_id, const char *json, size_t len)
         return 0;
     b->got[i] = 1;
     pthread_mutex_lock(&b->st->mu);
-    fs_doc_put_locked(b->st, b->items[i], b->ms[i], b->status[i], pretty, pl);
+    if (b->items[i]->ms == b->ms[i] && b->items[i]->status == b->status[i])
+        fs_doc_put_locked(b->st, b->items[i], b->ms[i], b->status[i], pretty, pl);
     pthread_cond_broadcast(&b->f->bulk_cv);
     pthread_mutex_unlock(&b->st->mu);
     free(pretty);
@@ -291,7 +295,8 @@ static void bulk_fetch_locked(struct fs_state *st, struct fs_folder *f)
                 continue;
             b.got[i] = 1;
             pthread_mutex_lock(&st->mu);
-            fs_doc_put_locked(st, b.items[i], b.ms[i], b.status[i], sk, sl);
+            if (b.items[i]->ms == b.ms[i] && b.items[i]->status == b.status[i])
+                fs_doc_put_locked(st, b.items[i], b.ms[i], b.status[i], sk, sl);
             pthread_mutex_unlock(&st->mu);
             free(sk);
         }

@@ -65,6 +65,7 @@ struct fs_item {
     /* the platform's version as last seen */
     int64_t ms;
     int status;
+    double ver_at;          /**< when the version was learned (fs_now) */
     char *created_at, *updated_at;
     /* size of the served bytes, for version (size_ms, size_status) */
     int has_size;
@@ -267,8 +268,11 @@ int fs_folder_refresh(struct fs_state *st, struct fs_folder *f, int force);
 /** Look an item name up on the platform (cheap name filter) and add it. */
 int fs_folder_find_item(struct fs_state *st, struct fs_folder *f, const char *fname,
                         struct fs_item **out);
-/** Update an item's version fields from a fresh sa_item (st->mu held). */
-void fs_item_update_locked(struct fs_state *st, struct fs_item *it, const struct sa_item *si);
+/** Update an item's version fields from an sa_item fetched at @p t0
+ * (fs_now() before the request); an answer older than what the item already
+ * knows is ignored, so a slow listing never rolls a version back (st->mu held). */
+void fs_item_update_locked(struct fs_state *st, struct fs_item *it, const struct sa_item *si,
+                           double t0);
 /** sa_get_item and update (takes st->mu). */
 enum sa_err fs_item_refetch(struct fs_state *st, struct fs_item *it);
 void fs_folder_invalidate(struct fs_state *st, struct fs_folder *f);

@@ -498,9 +498,13 @@ out:
     return r;
 }
 
-void fs_item_update_locked(struct fs_state *st, struct fs_item *it, const struct sa_item *si)
+void fs_item_update_locked(struct fs_state *st, struct fs_item *it, const struct sa_item *si,
+                           double t0)
 {
     (void)st;
+    if (it->ver_at > t0)
+        return;
+    it->ver_at = t0;
     it->ms = si->updated_ms;
     it->status = si->annotation_status;
     replace_str(&it->created_at, si->created_at);
@@ -509,7 +513,7 @@ void fs_item_update_locked(struct fs_state *st, struct fs_item *it, const struct
 
 /* Find or create the item of @p si in @p f (st->mu held). */
 static struct fs_item *item_merge_locked(struct fs_state *st, struct fs_folder *f,
-                                         const struct sa_item *si)
+                                         const struct sa_item *si, double t0)
 {
     char key[32];
     struct fs_item *it;
@@ -535,7 +539,7 @@ static struct fs_item *item_merge_locked(struct fs_state *st, struct fs_folder *
                           strncmp(it->fname, it->name, strlen(it->name))))
             fs_log(st, LOG_INFO, "item \"%s\" is shown as \"%s\"", it->name, it->fname);
     }
-    fs_item_update_locked(st, it, si);
+    fs_item_update_locked(st, it, si, t0);
     return it;
 }
 
@@ -567,7 +571,7 @@ int fs_folder_refresh(struct fs_state *st, struct fs_folder *f, int force)
             f->items[i]->present = 0;
         fs_map_clear(&f->by_fname);
         for (size_t i = 0; arr && i < l.n; i++) {
-            struct fs_item *it = item_merge_locked(st, f, &l.v[i]);
+            struct fs_item *it = item_merge_locked(st, f, &l.v[i], t0);
             if (!it || !it->fname)
                 continue;
             it->present = 1;
@@ -604,6 +608,7 @@ int fs_folder_find_item(struct fs_state *st, struct fs_folder *f, const char *fn
     char *base, *name;
     const char *names[1];
     enum sa_err e;
+    double t0;
 
     *out = NULL;
     if (fl <= sl || strcmp(fname + fl - sl, suf))
@@ -614,6 +619,7 @@ int fs_folder_find_item(struct fs_state *st, struct fs_folder *f, const char *fn
     if (!name)
         return -ENOMEM;
     names[0] = name;
+    t0 = fs_now();
     e = sa_list_items(st->c, f->proj->p.id, f->id, names, 1, &l);
     free(name);
     if (e) {
@@ -622,7 +628,7 @@ int fs_folder_find_item(struct fs_state *st, struct fs_folder *f, const char *fn
     }
     pthread_mutex_lock(&st->mu);
     for (size_t i = 0; i < l.n; i++) {
-        struct fs_item *it = item_merge_locked(st, f, &l.v[i]);
+        struct fs_item *it = item_merge_locked(st, f, &l.v[i], t0);
         if (!it || !it->fname || strcmp(it->fname, fname))
             continue;
         if (!it->present && f->listed) {
@@ -644,10 +650,11 @@ int fs_folder_find_item(struct fs_state *st, struct fs_folder *f, const char *fn
 enum sa_err fs_item_refetch(struct fs_state *st, struct fs_item *it)
 {
     struct sa_item si;
+    double t0 = fs_now();
     enum sa_err e = sa_get_item(st->c, it->folder->proj->p.id, it->id, &si);
     if (!e) {
         pthread_mutex_lock(&st->mu);
-        fs_item_update_locked(st, it, &si);
+        fs_item_update_locked(st, it, &si, t0);
         pthread_mutex_unlock(&st->mu);
     }
     sa_item_clear(&si);
