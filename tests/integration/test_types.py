@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from harness import SUFFIX, errno_of, parse_ts, pretty_tokens, read, run, sh
+from harness import STATUS_XATTR, SUFFIX, errno_of, parse_ts, pretty_tokens, read, run, sh
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "unit", "doc"))
 import frames_ref  # noqa: E402
@@ -210,6 +210,7 @@ def test_frames_writes_refused(mount, emulator, api, tmp_path):
     r = sh("echo '[]' > %s" % shlex.quote(p), check=False)
     assert r.returncode != 0 and "Permission denied" in r.stderr, (r.returncode, r.stderr)
     assert errno_of(lambda: os.truncate(p, 0)) in (errno.EACCES, errno.EPERM)
+    assert errno_of(lambda: os.setxattr(p, STATUS_XATTR, b"Completed")) == errno.EACCES
     assert emulator.uploads() == 0 and emulator.writes() == 0, emulator.routes()
     assert read(p) == before
     assert plat_bytes(api, VIDEO, None, "clip_01.mp4") == doc_before
@@ -582,6 +583,8 @@ def test_multimodal_read_only(mount, emulator, api, tmp_path):
     name = "item_01.json"
     p = m.p(name + SUFFIX)
     before = plat_docs(api, MULTI)
+    status_before = api.status(MULTI, None, name)
+    assert status_before != "Completed"
     data = read(p)
     assert data == pretty_tokens(before[name])
     assert json.loads(data)["data"]["answer"]["value"] == "A street with two cars."
@@ -600,6 +603,11 @@ def test_multimodal_read_only(mount, emulator, api, tmp_path):
     assert errno_of(lambda: os.unlink(p)) == errno.EROFS
     r = run(["rsync", "-a", str(src), p], check=False, timeout=60)
     assert r.returncode != 0, r.stdout + r.stderr
+    # a status change is a write too, on a file and on the project directory
+    assert errno_of(lambda: os.setxattr(p, STATUS_XATTR, b"Completed")) == errno.EROFS
+    assert errno_of(lambda: os.setxattr(m.path, STATUS_XATTR, b"Completed")) == errno.EROFS
+    assert api.status(MULTI, None, name) == status_before
+    assert os.getxattr(p, STATUS_XATTR).decode() == status_before
     assert emulator.writes() == 0, emulator.routes()
     assert plat_docs(api, MULTI) == before
     assert read(p) == data
