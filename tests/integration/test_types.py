@@ -464,6 +464,24 @@ def test_pixel_mask_refused(mount, emulator, api, tmp_path):
     assert plat_docs(api, PIXEL) == before
 
 
+def test_pixel_old_sdk_folder_copy(mount, emulator, api, tmp_path):
+    """cp -r of an SDK <= 4.5.1 download folder (JSON + mask): the JSON
+    uploads, the mask fails on its own, loudly."""
+    name = "item_03.png"
+    src = tmp_path / "old"
+    src.mkdir()
+    doc = pixel_doc(name)
+    (src / (name + PIXSUF)).write_bytes((json.dumps(doc, indent=4) + "\n").encode())
+    (src / (name + MASK)).write_bytes(PNG)
+    m = mount(PIXEL)
+    emulator.reset_stats()
+    r = run(["cp", "-r", str(src) + "/.", m.path + "/"], check=False, timeout=120)
+    assert r.returncode != 0 and name + MASK in r.stderr and "not supported" in r.stderr, r.stderr
+    assert emulator.uploads() == 1, emulator.routes()
+    check_image_defaults(plat_doc(api, PIXEL, None, name))
+    assert not [n for n in os.listdir(m.path) if n.endswith(MASK)]
+
+
 # ---------------------------------------------------------------------------
 # Document, Tiled, PointCloud: read and write like Vector
 
@@ -587,6 +605,7 @@ def test_multimodal_read_only(mount, emulator, api, tmp_path):
     assert status_before != "Completed"
     data = read(p)
     assert data == pretty_tokens(before[name])
+    assert os.stat(p).st_mode & 0o777 == 0o444  # docs/project-types.md
     assert json.loads(data)["data"]["answer"]["value"] == "A street with two cars."
     src = tmp_path / "mm.json"
     d = json.loads(data)
