@@ -17,10 +17,6 @@
 #include "sa/doc.h"
 #include "sa/frames.h"
 
-/* client/frames.c may not provide it yet: the per-frame view is then
- * refused (EOPNOTSUPP) instead of failing the link. */
-#pragma weak sa_frames_render
-
 struct fs_state *fs_st(void)
 {
     return fuse_get_context()->private_data;
@@ -76,19 +72,15 @@ static int frames_render(struct fs_state *st, struct fs_item *it, char **out, si
     char *doc, why[256];
     size_t dl;
     enum sa_err e;
-    int r;
-    if (!sa_frames_render) {
-        fs_log(st, LOG_ERR, "%s: the per-frame view is not available in this build", it->name);
-        return -EOPNOTSUPP;
-    }
-    r = fs_doc_get(st, it, &doc, &dl, 0);
+    int r = fs_doc_get(st, it, &doc, &dl, 0);
     if (r)
         return r;
     e = sa_frames_render(doc, dl, st->cfg->fps, out, len, why, sizeof why);
     free(doc);
     if (e) {
+        /* the SDK raises here: the file cannot be produced (EIO, reason logged) */
         fs_log(st, LOG_ERR, "%s: per-frame view: %s", it->name, why);
-        return -EINVAL;
+        return -EIO;
     }
     return 0;
 }
