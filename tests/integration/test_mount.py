@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from harness import BUILD, SAFS, TOKEN, run
+from harness import BUILD, SAFS, TOKEN, run, sanitizer_report
 
 MOUNT_SAFS = os.path.join(BUILD, "mount-helper", "mount.safs")
 BAD_TOKEN = "wrongkey=1"
@@ -136,6 +136,8 @@ def attempt(tmp_path, source, opts, env, name="mnt", extra_args=(), timeout=60, 
             proc.wait(30)
         with open(str(logf), errors="replace") as lf:
             out = lf.read()
+        rep = sanitizer_report(out)
+        assert not rep, "sanitizer report from %s:\n%s" % (cmd, rep)
         return Attempt(r.returncode, out, elapsed, mounted, listing)
     finally:
         unmount(mnt)
@@ -593,7 +595,10 @@ def probe(emulator, tmp_path, source=None, timeout=120):
     need_safs()
     tf = write_token_file(tmp_path / "tok")
     cmd = [SAFS, "--probe"] + ([source] if source else []) + ["-o", emu_opts(emulator, tf)]
-    return run(cmd, timeout=timeout, check=False, env=clean_env(tmp_path))
+    r = run(cmd, timeout=timeout, check=False, env=clean_env(tmp_path))
+    rep = sanitizer_report(r.stdout + r.stderr)
+    assert not rep, "sanitizer report from --probe:\n" + rep
+    return r
 
 
 @pytest.mark.parametrize("source", [None, "Demo Vector", "Demo Vector/train"])
