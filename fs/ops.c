@@ -38,11 +38,20 @@ static int is_write(int flags)
     return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
 }
 
+/* One log line for an error decided here (not by the platform), then -err. */
+static int refuse(struct fs_state *st, const char *op, const char *path, int err,
+                  const char *why)
+{
+    fs_log(st, err == ENOENT ? LOG_DEBUG : LOG_ERR, "%s %s: %s (%s)", op, path ? path : "-",
+           strerror(err), why);
+    return -err;
+}
+
 /* Writes refused on a read-only mount or a Multimodal project. */
 static int check_writable(struct fs_state *st, struct fs_project *p, const char *path)
 {
     if (st->cfg->read_only)
-        return -EROFS;
+        return refuse(st, "write", path, EROFS, "read-only mount");
     if (fs_project_read_only(st, p, path))
         return -EROFS;
     return 0;
@@ -491,7 +500,7 @@ static int open_frames(struct fs_state *st, struct fs_item *it, const char *path
     int r;
 
     if (is_write(fi->flags))
-        return -EACCES;
+        return refuse(st, "open", path, EACCES, "the per-frame view is read-only");
     r = frames_render(st, it, &out, &len);
     if (r)
         return r;
@@ -542,14 +551,14 @@ static int check_new_name(struct fs_state *st, const struct fs_loc *l, const cha
     const char *leaf = l->leaf;
     *item = NULL;
     if (l->parent != FS_K_PROJECT && l->parent != FS_K_FOLDER)
-        return -EPERM;
+        return refuse(st, "create", path, EPERM, "files live in project and folder directories");
     if (ends_with(leaf, "___save.png")) {
         fs_log(st, LOG_ERR, "%s: Pixel masks cannot be written: the platform's API has no mask "
                             "upload (api.md §10.9)", path);
         return -EOPNOTSUPP;
     }
     if (l->proj->p.type == SA_PT_VIDEO && ends_with(leaf, "___frames.json"))
-        return -EACCES;
+        return refuse(st, "create", path, EACCES, "the per-frame view is read-only");
     if (ends_with(leaf, l->proj->suffix)) {
         int r = fs_folder_find_item(st, l->fold, leaf, item);
         if (r == -ENOENT) {
@@ -1000,9 +1009,11 @@ static int op_mkdir(const char *path, mode_t mode)
     if (r)
         return r;
     if (l.kind != FS_K_NONE)
-        return -EEXIST;
+        return refuse(st, "mkdir", path, EEXIST, "exists");
     if (l.parent != FS_K_PROJECT)
-        return -EPERM;
+        return refuse(st, "mkdir", path, EPERM,
+                      l.parent == FS_K_TEAM ? "projects are not created through the mount"
+                                            : "folders are one level deep");
     if ((r = check_writable(st, l.proj, path)))
         return r;
     r = check_folder_name(st, l.leaf, path, &name);
@@ -1036,12 +1047,12 @@ static int op_rmdir(const char *path)
         return -ENOTDIR;
     case FS_K_TEAM:
     case FS_K_PROJECT:
-        return -EPERM;
+        return refuse(st, "rmdir", path, EPERM, "projects are not deleted through the mount");
     case FS_K_FOLDER:
         break;
     }
     if (l.parent != FS_K_PROJECT)
-        return -EPERM;  /* the mount's own root */
+        return refuse(st, "rmdir", path, EPERM, "the mount's own root");
     if ((r = check_writable(st, l.proj, path)))
         return r;
     r = fs_folder_refresh(st, l.fold, 1);
@@ -1052,7 +1063,7 @@ static int op_rmdir(const char *path)
     ns = l.fold->scratch.n;
     pthread_mutex_unlock(&st->mu);
     if (n || ns)
-        return -ENOTEMPTY;
+        return refuse(st, "rmdir", path, ENOTEMPTY, "the folder has items");
     e = sa_delete_folders(st->c, l.proj->p.id, &l.fold->id, 1);
     if (e)
         return fs_fail(st, "rmdir", path, e);
@@ -1163,7 +1174,7 @@ static int op_rename(const char *from, const char *to, unsigned int flags)
     int r;
 
     if (flags & RENAME_EXCHANGE)
-        return -EINVAL;
+        return refuse(st, "rename", from, EINVAL, "RENAME_EXCHANGE is not supported");
     r = fs_resolve(st, from, &a);
     if (r)
         return r;
@@ -1171,23 +1182,23 @@ static int op_rename(const char *from, const char *to, unsigned int flags)
     if (r)
         return r;
     if ((flags & RENAME_NOREPLACE) && b.kind != FS_K_NONE)
-        return -EEXIST;
+        return refuse(st, "rename", to, EEXIST, "RENAME_NOREPLACE onto an existing name");
     switch (a.kind) {
     case FS_K_NONE:
         return -ENOENT;
     case FS_K_TEAM:
     case FS_K_PROJECT:
     case FS_K_FRAMES:
-        return -EPERM;
+        return refuse(st, "rename", from, EPERM, "projects and per-frame views cannot be renamed");
     case FS_K_FOLDER: {
         char *name;
         enum sa_err e;
         if (a.parent != FS_K_PROJECT || b.parent != FS_K_PROJECT || b.proj != a.proj)
-            return -EPERM;
+            return refuse(st, "rename", from, EPERM, "a folder is renamed within its project");
         if (b.kind == FS_K_FOLDER && b.fold == a.fold)
             return 0;
         if (b.kind != FS_K_NONE)
-            return b.kind == FS_K_FOLDER ? -EEXIST : -EPERM;
+            return refuse(st, "rename", to, b.kind == FS_K_FOLDER ? EEXIST : EPERM, "exists");
         if ((r = check_writable(st, a.proj, from)))
             return r;
         r = check_folder_name(st, b.leaf, to, &name);
