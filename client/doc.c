@@ -1072,7 +1072,8 @@ enum sa_err sa_doc_prepare(const char *buf, size_t len, const char *name, const 
     }
     if (x.ed.oom)
         goto out;
-    qsort(x.ed.v, x.ed.n, sizeof *x.ed.v, ed_cmp);
+    if (x.ed.n)
+        qsort(x.ed.v, x.ed.n, sizeof *x.ed.v, ed_cmp);
     size_t total = len;
     for (size_t i = 0; i < x.ed.n; i++)
         total = total - x.ed.v[i].del + x.ed.v[i].inslen;

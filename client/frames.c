@@ -1105,7 +1105,8 @@ static int render(struct run *r, const jv *root, struct ob *out)
                 return -1;
     }
 
-    qsort(r->a, r->n, sizeof *r->a, ann_cmp);
+    if (r->n)
+        qsort(r->a, r->n, sizeof *r->a, ann_cmp);
     if (!r->fc) {
         ob_adds(out, "[]\n");
         return 0;
