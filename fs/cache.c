@@ -16,6 +16,7 @@
 #include "fs_i.h"
 #include "sa/doc.h"
 
+#define BULK_FIRST 500
 #define BULK_CHUNK 2000
 
 static void lru_unlink(struct fs_state *st, struct fs_item *it)
@@ -244,45 +245,91 @@ static int bulk_cb(void *ud, long long item_id, const char *json, size_t len)
     return 0;
 }
 
-/* Run one bulk fetch of @p f's unknown sizes. Called with st->mu held and
- * f->bulk_running just set; returns with st->mu held. */
-static void bulk_fetch_locked(struct fs_state *st, struct fs_folder *f)
-{
-    struct bulk_ctx b = {.st = st, .f = f};
-    size_t n = 0, cap = f->n_items;
+struct bulk_job {
+    struct bulk_ctx b;
     long long *ids;
     const char **names;
+    size_t n;
+};
 
-    fs_map_init(&b.idx);
-    b.items = calloc(cap + 1, sizeof *b.items);
-    b.ms = calloc(cap + 1, sizeof *b.ms);
-    b.status = calloc(cap + 1, sizeof *b.status);
-    b.got = calloc(cap + 1, 1);
-    ids = calloc(cap + 1, sizeof *ids);
-    names = calloc(cap + 1, sizeof *names);
-    if (!b.items || !b.ms || !b.status || !b.got || !ids || !names)
-        goto out_locked;
-    for (size_t i = 0; i < f->n_items; i++) {
-        struct fs_item *it = f->items[i];
-        char key[32];
-        if (size_known_locked(it))
-            continue;
-        b.items[n] = it;
-        b.ms[n] = it->ms;
-        b.status[n] = it->status;
-        ids[n] = it->id;
-        names[n] = strdup(it->name ? it->name : "");
-        snprintf(key, sizeof key, "%lld", it->id);
-        fs_map_put(&b.idx, key, (void *)(uintptr_t)(n + 1));
-        n++;
+static void bulk_job_free(struct bulk_job *j)
+{
+    if (!j)
+        return;
+    fs_map_clear(&j->b.idx);
+    free(j->b.items);
+    free(j->b.ms);
+    free(j->b.status);
+    free(j->b.got);
+    free(j->ids);
+    for (size_t i = 0; j->names && i < j->n; i++)
+        free((char *)j->names[i]);
+    free(j->names);
+    free(j);
+}
+
+static void bulk_add(struct bulk_job *j, struct fs_item *it)
+{
+    char key[32];
+    size_t n = j->n;
+    snprintf(key, sizeof key, "%lld", it->id);
+    if (fs_map_get(&j->b.idx, key))
+        return;
+    j->b.items[n] = it;
+    j->b.ms[n] = it->ms;
+    j->b.status[n] = it->status;
+    j->ids[n] = it->id;
+    j->names[n] = strdup(it->name ? it->name : "");
+    fs_map_put(&j->b.idx, key, (void *)(uintptr_t)(n + 1));
+    j->n++;
+}
+
+/* Collect the folder's unknown sizes, @p first at the front (st->mu held). */
+static struct bulk_job *bulk_prepare_locked(struct fs_state *st, struct fs_folder *f,
+                                            struct fs_item *first)
+{
+    struct bulk_job *j = calloc(1, sizeof *j);
+    size_t cap = f->n_items + 1;
+
+    if (!j)
+        return NULL;
+    j->b.st = st;
+    j->b.f = f;
+    fs_map_init(&j->b.idx);
+    j->b.items = calloc(cap, sizeof *j->b.items);
+    j->b.ms = calloc(cap, sizeof *j->b.ms);
+    j->b.status = calloc(cap, sizeof *j->b.status);
+    j->b.got = calloc(cap, 1);
+    j->ids = calloc(cap, sizeof *j->ids);
+    j->names = calloc(cap, sizeof *j->names);
+    if (!j->b.items || !j->b.ms || !j->b.status || !j->b.got || !j->ids || !j->names) {
+        bulk_job_free(j);
+        return NULL;
     }
-    pthread_mutex_unlock(&st->mu);
+    if (first->present)
+        bulk_add(j, first);
+    for (size_t i = 0; i < f->n_items && j->n < cap; i++)
+        if (!size_known_locked(f->items[i]))
+            bulk_add(j, f->items[i]);
+    return j;
+}
+
+/* The fetch itself, without st->mu. The first batch is small so that the
+ * getattr that started it (its item is first) returns quickly; waiters are
+ * woken as each document arrives. */
+static void bulk_run(struct bulk_job *j)
+{
+    struct fs_state *st = j->b.st;
+    struct fs_folder *f = j->b.f;
+    size_t n = j->n;
+
     if (n)
         fs_log(st, LOG_DEBUG, "bulk fetch of %zu document(s) in folder %s", n, f->name);
-    for (size_t off = 0; off < n; off += BULK_CHUNK) {
-        size_t k = n - off < BULK_CHUNK ? n - off : BULK_CHUNK;
-        enum sa_err e = sa_download_annotations(st->c, f->proj->p.id, f->id, ids + off,
-                                                names + off, k, bulk_cb, &b);
+    for (size_t off = 0; off < n;) {
+        size_t chunk = off == 0 ? BULK_FIRST : BULK_CHUNK;
+        size_t k = n - off < chunk ? n - off : chunk;
+        enum sa_err e = sa_download_annotations(st->c, f->proj->p.id, f->id, j->ids + off,
+                                                j->names + off, k, bulk_cb, &j->b);
         if (e) {
             fs_fail(st, "bulk download", f->name, e);
             break;
@@ -291,12 +338,12 @@ static void bulk_fetch_locked(struct fs_state *st, struct fs_folder *f)
         for (size_t i = off; i < off + k; i++) {
             char *sk = NULL;
             size_t sl;
-            if (b.got[i] || skeleton(st, b.items[i], &sk, &sl))
+            if (j->b.got[i] || skeleton(st, j->b.items[i], &sk, &sl))
                 continue;
-            b.got[i] = 1;
+            j->b.got[i] = 1;
             pthread_mutex_lock(&st->mu);
-            if (b.items[i]->ms == b.ms[i] && b.items[i]->status == b.status[i])
-                fs_doc_put_locked(st, b.items[i], b.ms[i], b.status[i], sk, sl);
+            if (j->b.items[i]->ms == j->b.ms[i] && j->b.items[i]->status == j->b.status[i])
+                fs_doc_put_locked(st, j->b.items[i], j->b.ms[i], j->b.status[i], sk, sl);
             pthread_mutex_unlock(&st->mu);
             free(sk);
         }
@@ -304,18 +351,36 @@ static void bulk_fetch_locked(struct fs_state *st, struct fs_folder *f)
         st->own.cache_misses += k;
         pthread_cond_broadcast(&f->bulk_cv);
         pthread_mutex_unlock(&st->mu);
+        off += k;
     }
+}
+
+static void bulk_finish(struct bulk_job *j)
+{
+    struct fs_state *st = j->b.st;
+    struct fs_folder *f = j->b.f;
     pthread_mutex_lock(&st->mu);
-out_locked:
-    fs_map_clear(&b.idx);
-    free(b.items);
-    free(b.ms);
-    free(b.status);
-    free(b.got);
-    free(ids);
-    for (size_t i = 0; names && i < n; i++)
-        free((char *)names[i]);
-    free(names);
+    f->bulk_running = 0;
+    pthread_cond_broadcast(&f->bulk_cv);
+    st->bulk_threads--;
+    pthread_cond_broadcast(&st->bulk_done_cv);
+    pthread_mutex_unlock(&st->mu);
+    bulk_job_free(j);
+}
+
+static void *bulk_thread(void *arg)
+{
+    bulk_run(arg);
+    bulk_finish(arg);
+    return NULL;
+}
+
+void fs_bulk_wait_all(struct fs_state *st)
+{
+    pthread_mutex_lock(&st->mu);
+    while (st->bulk_threads)
+        pthread_cond_wait(&st->bulk_done_cv, &st->mu);
+    pthread_mutex_unlock(&st->mu);
 }
 
 int fs_doc_size(struct fs_state *st, struct fs_item *it, size_t *size)
@@ -337,10 +402,26 @@ int fs_doc_size(struct fs_state *st, struct fs_item *it, size_t *size)
         if (tried || !it->present)
             break;
         tried = 1;
-        f->bulk_running = 1;
-        bulk_fetch_locked(st, f);
-        f->bulk_running = 0;
-        pthread_cond_broadcast(&f->bulk_cv);
+        {
+            struct bulk_job *j = bulk_prepare_locked(st, f, it);
+            pthread_t t;
+            pthread_attr_t a;
+            if (!j)
+                break;
+            f->bulk_running = 1;
+            st->bulk_threads++;
+            /* a worker, so that the getattr that started it returns as soon
+             * as its own document arrived (it is in the first batch) */
+            pthread_attr_init(&a);
+            pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+            if (pthread_create(&t, &a, bulk_thread, j)) {
+                pthread_mutex_unlock(&st->mu);
+                bulk_run(j);
+                bulk_finish(j);
+                pthread_mutex_lock(&st->mu);
+            }
+            pthread_attr_destroy(&a);
+        }
     }
     pthread_mutex_unlock(&st->mu);
     /* not covered by a bulk fetch (version moved, absent item): fetch it alone */

@@ -203,6 +203,8 @@ struct fs_state {
     size_t lru_bytes, lru_budget;
     struct fs_stats_own own;
     struct fs_scratch *graveyard;
+    int bulk_threads;       /**< running bulk-fetch workers */
+    pthread_cond_t bulk_done_cv;
 
     char *stats_snap;
     size_t stats_len;
@@ -290,6 +292,8 @@ int fs_doc_size(struct fs_state *st, struct fs_item *it, size_t *size);
 void fs_doc_put_locked(struct fs_state *st, struct fs_item *it, int64_t ms, int status,
                        const char *data, size_t len);
 void fs_lru_touch_locked(struct fs_state *st, struct fs_item *it);
+/** Wait until every bulk-fetch worker has finished (unmount). */
+void fs_bulk_wait_all(struct fs_state *st);
 void fs_doc_drop_locked(struct fs_state *st, struct fs_item *it);
 
 /* ------------------------------------------------------------ handle */

@@ -31,6 +31,7 @@ static void state_free(struct fs_state *st)
     pthread_mutex_destroy(&st->plist_mu);
     pthread_mutex_destroy(&st->inv_mu);
     pthread_cond_destroy(&st->inv_cv);
+    pthread_cond_destroy(&st->bulk_done_cv);
     free(st);
 }
 
@@ -102,6 +103,7 @@ int main(int argc, char **argv)
     pthread_mutex_init(&st->plist_mu, NULL);
     pthread_mutex_init(&st->inv_mu, NULL);
     pthread_cond_init(&st->inv_cv, NULL);
+    pthread_cond_init(&st->bulk_done_cv, NULL);
     {
         struct sa_config sc = {
             .token = cfg.token,

@@ -122,6 +122,7 @@ static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 static void op_destroy(void *data)
 {
     struct fs_state *st = data;
+    fs_bulk_wait_all(st);
     fs_inval_stop(st);
     fs_scratch_report_all(st);
 }
@@ -152,17 +153,14 @@ static int op_getattr(const char *path, struct stat *sb, struct fuse_file_info *
             pthread_mutex_unlock(&h->mu);
             return 0;
         case FS_H_ITEM:
+            /* fstat of an open file: the bytes this handle serves (no bulk
+             * fetch for `cat`'s fstat) */
             pthread_mutex_lock(&h->mu);
-            if (h->dirty || h->wrote) {
-                fs_item_stat(st, h->item, sb, 0);
-                sb->st_size = (off_t)h->buf.len;
-                sb->st_blocks = (sb->st_size + 511) / 512;
-                pthread_mutex_unlock(&h->mu);
-                return 0;
-            }
+            fs_item_stat(st, h->item, sb, 0);
+            sb->st_size = (off_t)h->buf.len;
+            sb->st_blocks = (sb->st_size + 511) / 512;
             pthread_mutex_unlock(&h->mu);
-            r = fs_item_stat(st, h->item, sb, 1);
-            return r < 0 ? r : 0;
+            return 0;
         }
     }
     if (!path)
