@@ -163,7 +163,7 @@ class SA:
                    "image_names": list(names)})
 
     # -- documents ---------------------------------------------------------
-    def documents_by_id(self, project_id, ids):
+    def documents_by_id(self, project_id, ids, names=None):
         """{item id: raw document bytes} through download/method + the stream
         (and the v3.01 path for large ones)."""
         out = {}
@@ -179,8 +179,18 @@ class SA:
                                 {"image_ids": bids})
                 docs = [d for d in body.split(DELIM) if d]
                 assert len(docs) == len(bids), "stream gave %d docs for %d ids" % (len(docs), len(bids))
-                for d in docs:
-                    out[json.loads(d)["metadata"]["id"]] = d
+                by_name = {v: k for k, v in (names or {}).items() if k in bids}
+                for pos, d in enumerate(docs):
+                    md = json.loads(d)["metadata"]
+                    # an uploader's document may lack metadata.id (the emulator
+                    # stores the bytes as sent): fall back to its name, then order
+                    if "id" in md:
+                        iid = md["id"]
+                    elif md.get("name") in by_name:
+                        iid = by_name[md["name"]]
+                    else:
+                        iid = bids[pos]
+                    out[iid] = d
             for large in m.get("large") or []:
                 iid = large["id"]
                 out[iid] = self.raw("POST", "api/v3.01/items/%d/annotations/download" % iid,
@@ -192,7 +202,7 @@ class SA:
         p, f = self._pf(project, folder)
         it = self.search(p["id"], f["id"], [{"name": {"$eq": name}}])
         it = [i for i in it if i["name"] == name][0]
-        return self.documents_by_id(p["id"], [it["id"]])[it["id"]]
+        return self.documents_by_id(p["id"], [it["id"]], {it["id"]: name})[it["id"]]
 
     def document(self, project, folder, name):
         return json.loads(self.document_bytes(project, folder, name))
@@ -201,7 +211,7 @@ class SA:
         """{item name: raw bytes} for every item of a folder."""
         p, f = self._pf(project, folder)
         items = self.search(p["id"], f["id"])
-        docs = self.documents_by_id(p["id"], [i["id"] for i in items])
+        docs = self.documents_by_id(p["id"], [i["id"] for i in items], {i["id"]: i["name"] for i in items})
         return {i["name"]: docs[i["id"]] for i in items}
 
     # -- writes as another user would -------------------------------------
