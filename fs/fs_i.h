@@ -95,6 +95,7 @@ struct fs_item {
     uint64_t estale_seq;    /**< handles/scratch older than this fail with ESTALE */
     uint64_t deleted_seq;   /**< handles older than this are never uploaded */
     int dirty_handles;      /**< open handles with unsaved writes */
+    size_t wlen;            /**< length of the last written handle (shown while dirty) */
     char *pending_status;   /**< status name to set after the next upload */
     pthread_mutex_t up_mu;  /**< serializes uploads of this item */
 };

@@ -205,6 +205,10 @@ int fs_item_stat(struct fs_state *st, struct fs_item *it, struct stat *sb, int n
     sb->st_uid = cfg->uid_set ? cfg->uid : getuid();
     sb->st_gid = cfg->gid_set ? cfg->gid : getgid();
     sb->st_blksize = 4096;
+    pthread_mutex_lock(&st->mu);
+    if (it->dirty_handles)
+        need_size = 0;
+    pthread_mutex_unlock(&st->mu);
     if (need_size) {
         size_t size;
         r = fs_doc_size(st, it, &size);
@@ -212,7 +216,9 @@ int fs_item_stat(struct fs_state *st, struct fs_item *it, struct stat *sb, int n
             return r;
     }
     pthread_mutex_lock(&st->mu);
-    if (it->has_size && it->size_ms == it->ms && it->size_status == it->status)
+    if (it->dirty_handles > 0)
+        sb->st_size = (off_t)it->wlen;  /* unsaved writes: what the writer sees */
+    else if (it->has_size && it->size_ms == it->ms && it->size_status == it->status)
         sb->st_size = (off_t)it->size;
     else
         r = 1;

@@ -641,12 +641,13 @@ static void mark_dirty(struct fs_state *st, struct fs_handle *h)
 {
     h->dirty = 1;
     h->wrote = 1;
+    pthread_mutex_lock(&st->mu);
     if (!h->counted_dirty) {
         h->counted_dirty = 1;
-        pthread_mutex_lock(&st->mu);
         h->item->dirty_handles++;
-        pthread_mutex_unlock(&st->mu);
     }
+    h->item->wlen = h->buf.len;
+    pthread_mutex_unlock(&st->mu);
 }
 
 static void mark_clean(struct fs_state *st, struct fs_handle *h)

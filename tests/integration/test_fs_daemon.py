@@ -8,7 +8,9 @@ import json
 import os
 import re
 
-from harness import SUFFIX, errno_of, read, recovered_bytes, write
+import shlex
+
+from harness import SUFFIX, errno_of, read, recovered_bytes, sh, write
 
 V = "Demo Vector"
 RENAME_NOREPLACE = 1
@@ -210,3 +212,31 @@ def test_stats_snapshot_is_json(mount):
               "uploads", "uploads_skipped_unchanged", "uploads_pending", "conflicts"):
         assert k in s
     assert s["requests"]["list"] >= 1
+
+
+def test_sizes_and_bytes_are_kept_after_ls_l(mount, emulator):
+    """ls -l fetches the folder's documents in bulk once; cat and a second
+    ls -l then cost no download (the LRU keeps the bytes, sizes stay)."""
+    m = mount(V)
+    d = m.p("train")
+    sh("ls -l %s > /dev/null" % shlex.quote(d))
+    emulator.reset_stats()
+    names = [n for n in os.listdir(d) if n.endswith(SUFFIX)]
+    assert names
+    for n in names:
+        assert json.loads(read(os.path.join(d, n)))
+    sh("ls -l %s > /dev/null" % shlex.quote(d))
+    assert emulator.downloads() == 0, emulator.routes()
+
+
+def test_fstat_of_open_file_is_its_bytes(mount, api):
+    m = mount(V)
+    name = api.names(V)[0]
+    p = m.p(name + SUFFIX)
+    with open(p, "r+b") as f:
+        data = f.read()
+        assert os.fstat(f.fileno()).st_size == len(data)
+        f.seek(0)
+        f.write(data.replace(b"{", b"{ ", 1))
+        f.flush()
+        assert os.fstat(f.fileno()).st_size == len(data) + 1
