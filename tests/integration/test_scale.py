@@ -4,10 +4,18 @@ import time
 
 import pytest
 
-from harness import Emulator, SUFFIX, sh
+from harness import SAFS, SUFFIX, Emulator, sh
 
 pytestmark = pytest.mark.timeout(900)
 N = 50000
+
+
+def rss_limit_kb():
+    """600 MB; twice that when safs is built with AddressSanitizer (shadow
+    memory and quarantine are the sanitizer's, not the daemon's)."""
+    with open(SAFS, "rb") as f:
+        asan = b"AddressSanitizer" in f.read()
+    return (1200 if asan else 600) * 1024
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +28,9 @@ def big(tmp_path_factory):
 
 
 def test_50k_listing_and_bulk(mount, big):
-    m = mount("Bench", emu=big)
+    # The default cache_timeout (a few seconds), not the harness's 0: this test
+    # is about what one `ls -l` costs, with the listing cached as users have it.
+    m = mount("Bench", emu=big, opts={"cache_timeout": None})
     d = shlex.quote(m.p("f"))
     big.reset_stats()
     t = time.monotonic()
@@ -45,11 +55,11 @@ def test_50k_listing_and_bulk(mount, big):
     assert big.downloads(routes) <= N // 500 + N // 1000 + 5, routes
     rss = m.rss_kb()
     print("safs VmRSS after ls -l: %d MB" % (rss // 1024))
-    assert rss < 600 * 1024
+    assert rss < rss_limit_kb()
 
     big.reset_stats()
     r = sh("find %s -type f -size +1k | wc -l" % d, timeout=600)
     assert int(r.stdout) == N
     routes = big.routes()
     assert big.downloads(routes) <= N // 500 + N // 1000 + 5, routes
-    assert m.rss_kb() < 600 * 1024
+    assert m.rss_kb() < rss_limit_kb()
