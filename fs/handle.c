@@ -325,9 +325,7 @@ int fs_upload(struct fs_state *st, struct fs_item *it, const char *path, const c
     eq = sa_doc_equal(data, len, cur, curlen, p->p.type);
     if (eq == 1) {
         if (pend) {
-            pthread_mutex_unlock(&it->up_mu);
             r = fs_set_status_items(st, f, &it, 1, pend, path);
-            pthread_mutex_lock(&it->up_mu);
             if (r)
                 goto out;
             fs_item_refetch(st, it);
@@ -383,11 +381,8 @@ int fs_upload(struct fs_state *st, struct fs_item *it, const char *path, const c
     pthread_mutex_lock(&st->mu);
     st->own.uploads++;
     pthread_mutex_unlock(&st->mu);
-    if (pend) {
-        pthread_mutex_unlock(&it->up_mu);
+    if (pend)
         r = fs_set_status_items(st, f, &it, 1, pend, path);
-        pthread_mutex_lock(&it->up_mu);
-    }
     e = fs_item_refetch(st, it);
     if (e)
         fs_fail(st, "upload (re-read version)", path, e);
@@ -395,6 +390,11 @@ int fs_upload(struct fs_state *st, struct fs_item *it, const char *path, const c
     fs_log(st, LOG_INFO, "%s: uploaded (%zu bytes)", path, len);
     goto out;
 fail:
+    /* the kernel may hold the refused bytes: the next open drops its pages
+     * (keep_cache 0) and the worker invalidates them now */
+    pthread_mutex_lock(&st->mu);
+    it->kc = 0;
+    pthread_mutex_unlock(&st->mu);
     fs_invalidate_later(st, path);
 out:
     pthread_mutex_unlock(&it->up_mu);
