@@ -240,3 +240,35 @@ def test_fstat_of_open_file_is_its_bytes(mount, api):
         f.write(data.replace(b"{", b"{ ", 1))
         f.flush()
         assert os.fstat(f.fileno()).st_size == len(data) + 1
+
+
+def test_remote_change_is_seen_by_the_next_read(mount, api):
+    """The kernel's page cache is kept only while the version is unchanged."""
+    m = mount(V)
+    name = api.names(V)[0]
+    p = m.p(name + SUFFIX)
+    read(p)
+    read(p)
+    api.upload(V, None, name, {"metadata": {"name": name}, "instances": [],
+                               "tags": ["remote"], "comments": []})
+    data = read(p)
+    assert json.loads(data)["tags"] == ["remote"]
+    assert os.stat(p).st_size == len(data)
+
+
+def test_write_then_read_back_exact_bytes_and_mtime(mount, emulator, api):
+    """After an upload the file reads back byte for byte as written, with the
+    mtime cp -p set, and a rewrite of the same bytes uploads nothing."""
+    m = mount(V)
+    name = api.names(V, "val")[0]
+    p = m.p("val", name + SUFFIX)
+    data = json.dumps({"metadata": {"name": name}, "instances": [], "tags": ["t", 1.50],
+                       "comments": []}, indent=2).encode()
+    write(p, data)
+    os.utime(p, (1500000000, 1500000000))
+    assert read(p) == data
+    assert os.stat(p).st_mtime == 1500000000
+    emulator.reset_stats()
+    write(p, data)
+    assert emulator.uploads() == 0
+    assert read(p) == data
