@@ -126,8 +126,8 @@ def main():
         def direct_upload_10():
             for n in names:
                 item = n[:-len(SUFFIX)]
-                api.upload(P, F, item, json.load(open(os.path.join(out, n))))
-            api.set_status(P, F, [n[:-len(SUFFIX)] for n in names], "InProgress")
+                api.upload(p, fo, item, json.load(open(os.path.join(out, n))))
+            api.set_status(p, fo, [n[:-len(SUFFIX)] for n in names], "InProgress")
         row("rsync -a back, 10 changed", timed(em, lambda: sh("rsync -a %s/ %s/" % (out, harness_q(m.p(F))))),
             None)
         # restore the 10 documents' contents on the platform for the direct comparison
@@ -144,8 +144,8 @@ def main():
             json.dump(doc, fh, indent=4)
 
         def direct_single():
-            api.upload(P, F, item0, doc)
-            api.set_status(P, F, [item0], "InProgress")
+            api.upload(p, fo, item0, doc)
+            api.set_status(p, fo, [item0], "InProgress")
         row("single-file save (cp)", timed(em, lambda: sh("cp %s %s" % (src, harness_q(fp)))),
             timed(em, direct_single))
         m.unmount()

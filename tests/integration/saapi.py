@@ -103,8 +103,9 @@ class SA:
         raise KeyError("no folder %r in %r" % (name, p["name"]))
 
     def _pf(self, project, folder):
+        """project: name or object; folder: name, None (root) or object."""
         p = self.project(project) if isinstance(project, str) else project
-        f = self.folder(p, folder)
+        f = folder if isinstance(folder, dict) else self.folder(p, folder)
         return p, f
 
     # -- items ------------------------------------------------------------
