@@ -37,21 +37,31 @@ void fs_buf_free(struct fs_buf *b)
     b->fd = -1;
 }
 
-static int spill(struct fs_buf *b)
+static int open_spill(const char *dir)
 {
-    const char *dir = b->dir ? b->dir : "/tmp";
+    char tmpl[PATH_MAX];
     int fd;
 
     mkdir(dir, 0700);
     fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        char tmpl[PATH_MAX];
-        snprintf(tmpl, sizeof tmpl, "%s/safs-spill-XXXXXX", dir);
-        fd = mkstemp(tmpl);
-        if (fd < 0)
-            return -errno;
+    if (fd >= 0)
+        return fd;
+    snprintf(tmpl, sizeof tmpl, "%s/safs-spill-XXXXXX", dir);
+    fd = mkstemp(tmpl);
+    if (fd >= 0)
         unlink(tmpl);
-    }
+    return fd;
+}
+
+static int spill(struct fs_buf *b)
+{
+    int fd = open_spill(b->dir ? b->dir : "/tmp");
+
+    /* an unusable cache directory must not make writes fail: use /tmp */
+    if (fd < 0 && b->dir)
+        fd = open_spill("/tmp");
+    if (fd < 0)
+        return -errno;
     for (size_t off = 0; off < b->len;) {
         ssize_t w = pwrite(fd, b->mem + off, b->len - off, (off_t)off);
         if (w < 0) {

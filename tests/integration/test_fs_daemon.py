@@ -272,3 +272,23 @@ def test_write_then_read_back_exact_bytes_and_mtime(mount, emulator, api):
     write(p, data)
     assert emulator.uploads() == 0
     assert read(p) == data
+
+
+def test_large_write_spills_and_uploads_whole(mount, emulator, api):
+    """A write buffer beyond a few MiB spills to an unlinked temp file under
+    the cache directory; the document still uploads whole and reads back."""
+    m = mount(V)
+    name = api.names(V, "train")[0]
+    p = m.p("train", name + SUFFIX)
+    inst = [{"type": "point", "x": i, "y": i + 0.25, "classId": 1, "className": "c",
+             "probability": 100, "creationType": "Manual", "attributes": []}
+            for i in range(60000)]
+    data = (json.dumps({"metadata": {"name": name}, "instances": inst, "tags": [],
+                        "comments": []}, indent=4) + "\n").encode()
+    assert len(data) > 8 << 20
+    with open(p, "wb") as f:
+        for off in range(0, len(data), 1 << 20):
+            f.write(data[off:off + (1 << 20)])
+    assert emulator.uploads() == 1
+    assert len(api.document(V, "train", name)["instances"]) == 60000
+    assert read(p) == data
