@@ -292,3 +292,28 @@ def test_large_write_spills_and_uploads_whole(mount, emulator, api):
     assert emulator.uploads() == 1
     assert len(api.document(V, "train", name)["instances"]) == 60000
     assert read(p) == data
+
+
+def test_slash_and_long_utf8_names(mount, emulator, api):
+    """§1 escaping: `/` shows as U+FF0F, a literal U+FF0F as U+201B U+FF0F; a
+    too-long name is cut at a UTF-8 boundary before 200 bytes + U+2025 + CRC."""
+    import zlib
+    slash, fw, longn = "a/b.jpg", "x\uff0fy.jpg", "a" + "\u00e9" * 150
+    emulator.seed(V, folder="val", items=[slash, fw, longn])
+    m = mount(V)
+    shown = os.listdir(m.p("val"))
+    assert "a\uff0fb.jpg" + SUFFIX in shown, shown
+    assert "x\u201b\uff0fy.jpg" + SUFFIX in shown, shown
+    want = "a" + "\u00e9" * 99 + "\u2025" + "%08x" % zlib.crc32(longn.encode()) + SUFFIX
+    assert want in shown, [s for s in shown if s.startswith("a\u00e9")]
+    for name, fname in ((slash, "a\uff0fb.jpg"), (fw, "x\u201b\uff0fy.jpg")):
+        p = m.p("val", fname + SUFFIX)
+        assert json.loads(read(p))["metadata"]["name"] == name
+        d = {"metadata": {"name": name}, "instances": [], "tags": ["esc"], "comments": []}
+        write(p, json.dumps(d).encode())
+        assert api.document(V, "val", name)["tags"] == ["esc"]
+    assert json.loads(read(m.p("val", want)))["metadata"]["name"] == longn
+    # a folder name that would hold a `/` is refused; 80 two-byte characters are fine
+    assert errno_of(lambda: os.mkdir(m.p("a\uff0fb"))) == errno.EINVAL
+    os.mkdir(m.p("\u00e9" * 80))
+    assert "\u00e9" * 80 in os.listdir(m.path)
