@@ -341,11 +341,18 @@ int fs_op_setxattr(const char *path, const char *name, const char *value, size_t
             return r;
         }
         r = item_attr(st, l.item, name, cur, sizeof cur);
-        if (r == -ENODATA)
+        if (r == -ENODATA) {
+            fs_log(st, LOG_INFO, "setxattr %s %s: not supported on annotation files", path,
+                   name);
             return -ENOTSUP;
+        }
         if (r)
             return r;
-        return strcmp(cur, val) ? -EPERM : 0;
+        if (strcmp(cur, val)) {
+            fs_log(st, LOG_ERR, "setxattr %s %s: read-only attribute (EPERM)", path, name);
+            return -EPERM;
+        }
+        return 0;
     case FS_K_SCRATCH:
         if (!strcmp(name, X_STATUS)) {
             r = fs_status_value(st, l.proj, val);
