@@ -3,7 +3,7 @@ import errno
 import json
 import os
 
-from harness import SUFFIX, read, recovered_bytes
+from harness import SUFFIX, read, recovered_bytes, run
 
 V = "Demo Vector"
 
@@ -58,6 +58,12 @@ def test_estale_on_rename(mount, emulator, api):
     assert err == errno.ESTALE
     assert api.document(V, "train", name)["tags"] == ["theirs"]
     assert any(ours(name) == r for r in recovered_bytes(m.recovery_dir))
+    # the same through mv(1): it fails, and never falls back to copy + delete
+    r = run(["mv", t, p], check=False)
+    assert r.returncode != 0, r
+    assert "stale" in r.stderr.lower(), r.stderr
+    assert api.document(V, "train", name)["tags"] == ["theirs"]
+    assert os.path.exists(t)
     # a new scratch file made after the ESTALE overwrites
     t2 = m.p("train", ".%s.tmp2" % name)
     with open(t2, "wb") as f:
