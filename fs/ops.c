@@ -175,10 +175,15 @@ static int op_getattr(const char *path, struct stat *sb, struct fuse_file_info *
         dir_stat(st, NULL, sb);
         return 0;
     case FS_K_PROJECT:
+        pthread_mutex_lock(&st->mu);
         dir_stat(st, l.proj->p.updated_at, sb);
+        pthread_mutex_unlock(&st->mu);
         return 0;
     case FS_K_FOLDER:
+        /* a concurrent re-list may replace updated_at: read it under st->mu */
+        pthread_mutex_lock(&st->mu);
         dir_stat(st, l.fold->updated_at, sb);
+        pthread_mutex_unlock(&st->mu);
         return 0;
     case FS_K_ITEM:
         r = fs_item_stat(st, l.item, sb, 1);
@@ -207,6 +212,8 @@ static int fill_dirs(void *buf, fuse_fill_dir_t filler, struct fs_state *st, cha
 {
     for (size_t i = 0; i < n; i++) {
         struct stat sb;
+        if (!names[i])
+            continue;
         dir_stat(st, upd[i], &sb);
         if (filler(buf, names[i], &sb, 0, FUSE_FILL_DIR_PLUS))
             return 1;
@@ -322,7 +329,8 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t
         upd = calloc(st->n_projects + 1, sizeof *upd);
         for (size_t i = 0; names && upd && i < st->n_projects; i++) {
             names[n] = strdup(st->projects[i]->dname);
-            upd[n++] = st->projects[i]->p.updated_at;  /* never freed before unmount */
+            upd[n++] = st->projects[i]->p.updated_at ? strdup(st->projects[i]->p.updated_at)
+                                                     : NULL;
         }
         pthread_mutex_unlock(&st->mu);
         fill_dirs(buf, filler, st, names, upd, n);
@@ -335,7 +343,8 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t
         upd = calloc(l.proj->n_folders + 1, sizeof *upd);
         for (size_t i = 0; names && upd && i < l.proj->n_folders; i++) {
             names[n] = strdup(l.proj->folders[i]->dname);
-            upd[n++] = l.proj->folders[i]->updated_at;
+            upd[n++] = l.proj->folders[i]->updated_at ? strdup(l.proj->folders[i]->updated_at)
+                                                      : NULL;
         }
         pthread_mutex_unlock(&st->mu);
         if (fill_dirs(buf, filler, st, names, upd, n) == 0)
@@ -343,8 +352,10 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t
     } else {
         r = fill_folder(buf, filler, st, l.fold);
     }
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         free(names[i]);
+        free((char *)upd[i]);
+    }
     free(names);
     free(upd);
     return r;
