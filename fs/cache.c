@@ -109,11 +109,19 @@ static int status_name(struct fs_state *st, struct fs_project *p, int value, cha
 /* The skeleton for an item the download did not return (pretty, new). */
 static int skeleton(struct fs_state *st, struct fs_item *it, char **out, size_t *len)
 {
-    char sname[128], *raw = NULL, why[256];
+    char sname[128], *raw = NULL, why[256], *iname;
     size_t rl;
     enum sa_err e;
-    status_name(st, it->folder->proj, it->status, sname, sizeof sname);
-    e = sa_doc_skeleton(it->name, sname, it->folder->proj->p.id, it->id, &raw, &rl);
+    int status;
+    pthread_mutex_lock(&st->mu);
+    iname = strdup(it->name ? it->name : "");
+    status = it->status;
+    pthread_mutex_unlock(&st->mu);
+    if (!iname)
+        return -ENOMEM;
+    status_name(st, it->folder->proj, status, sname, sizeof sname);
+    e = sa_doc_skeleton(iname, sname, it->folder->proj->p.id, it->id, &raw, &rl);
+    free(iname);
     if (e)
         return -fs_errno(e);
     e = sa_doc_pretty(raw, rl, out, len, why, sizeof why);
@@ -141,7 +149,8 @@ int fs_doc_get(struct fs_state *st, struct fs_item *it, char **out, size_t *len,
     int status;
     struct one_ctx c = {0};
     enum sa_err e;
-    const char *name;
+    char *name;
+    int r;
 
     *out = NULL;
     *len = 0;
@@ -167,22 +176,28 @@ int fs_doc_get(struct fs_state *st, struct fs_item *it, char **out, size_t *len,
         return 0;
     }
     st->own.cache_misses++;
-    name = it->name;
+    name = strdup(it->name ? it->name : "");  /* a re-list may rename the item */
     pthread_mutex_unlock(&st->mu);
+    if (!name)
+        return -ENOMEM;
 
     c.id = it->id;
-    e = sa_download_annotations(st->c, it->folder->proj->p.id, it->folder->id, &it->id, &name,
-                                1, one_cb, &c);
+    e = sa_download_annotations(st->c, it->folder->proj->p.id, it->folder->id, &it->id,
+                                (const char *const *)&name, 1, one_cb, &c);
     if (e) {
         free(c.out);
-        return fs_fail(st, "download", it->fname, e);
+        r = fs_fail(st, "download", name, e);
+        free(name);
+        return r;
     }
     if (c.err) {
         free(c.out);
         fs_log(st, LOG_ERR, "download %s: the platform sent a document that is not valid JSON",
-               it->fname);
+               name);
+        free(name);
         return c.err;
     }
+    free(name);
     if (!c.out) {
         int r = skeleton(st, it, &c.out, &c.len);
         if (r)

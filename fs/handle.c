@@ -282,10 +282,13 @@ int fs_upload(struct fs_state *st, struct fs_item *it, const char *path, const c
     size_t curlen = 0, preplen = 0;
     enum sa_err e;
     int r = 0, eq;
-    const char *fname = it->fname;
+    char *fname, *iname;
 
     pthread_mutex_lock(&it->up_mu);
     pthread_mutex_lock(&st->mu);
+    /* copies: a concurrent listing may rename the item */
+    fname = strdup(it->fname ? it->fname : "");
+    iname = strdup(it->name ? it->name : "");
     if (it->deleted_seq > seq) {
         pthread_mutex_unlock(&st->mu);
         fs_log(st, LOG_INFO, "%s: deleted while open; these writes are not uploaded", path);
@@ -363,7 +366,7 @@ int fs_upload(struct fs_state *st, struct fs_item *it, const char *path, const c
     }
     pthread_mutex_unlock(&st->mu);
 
-    e = sa_doc_prepare(data, len, it->name, st->email ? st->email : "", now_ms(), p->p.type,
+    e = sa_doc_prepare(data, len, iname, st->email ? st->email : "", now_ms(), p->p.type,
                        &prep, &preplen, why, sizeof why);
     if (e) {
         fs_log(st, LOG_ERR, "%s: invalid annotation document: %s", path, why);
@@ -372,7 +375,7 @@ int fs_upload(struct fs_state *st, struct fs_item *it, const char *path, const c
         goto fail;
     }
     {
-        struct sa_upload_doc d = {.item_id = it->id, .name = it->name, .json = prep,
+        struct sa_upload_doc d = {.item_id = it->id, .name = iname, .json = prep,
                                   .len = preplen};
         e = sa_upload_annotations(st->c, &p->p, f->id, &d, 1, st->cfg->keep_status);
         if (e) {
@@ -408,6 +411,8 @@ fail:
     fs_invalidate_later(st, path);
 out:
     pthread_mutex_unlock(&it->up_mu);
+    free(fname);
+    free(iname);
     free(cur);
     free(prep);
     free(pend);

@@ -957,10 +957,18 @@ static int op_unlink(const char *path)
     l.item->deleted_seq = ++st->seq;
     pthread_mutex_unlock(&st->mu);
     if (!doc_is_empty(doc, len)) {
-        const char *names[1] = {l.item->name};
+        char *iname, *fname;
+        const char *names[1];
         enum sa_err e;
-        fs_recover(st, "deleted", l.fold, l.item->fname, doc, len);
+        pthread_mutex_lock(&st->mu);
+        iname = strdup(l.item->name);
+        fname = strdup(l.item->fname);
+        pthread_mutex_unlock(&st->mu);
+        names[0] = iname ? iname : "";
+        fs_recover(st, "deleted", l.fold, fname ? fname : l.leaf, doc, len);
+        free(fname);
         e = sa_delete_annotations(st->c, l.proj->p.id, l.fold->id, names, 1);
+        free(iname);
         if (e)
             r = fs_fail(st, "unlink (delete annotations)", path, e);
         else
@@ -1235,8 +1243,7 @@ static int op_rename(const char *from, const char *to, unsigned int flags)
                    from, to);
             return -EPERM;
         }
-        return item_to_scratch(st, a.item, b.fold, b.kind == FS_K_SCRATCH ? b.scr->name
-                                                                           : b.leaf);
+        return item_to_scratch(st, a.item, b.fold, b.leaf);
     case FS_K_SCRATCH:
         break;
     }
@@ -1253,7 +1260,7 @@ static int op_rename(const char *from, const char *to, unsigned int flags)
     case FS_K_SCRATCH:
         if (b.scr == a.scr)
             return 0;
-        return move_scratch(st, a.scr, b.fold, b.scr->name);
+        return move_scratch(st, a.scr, b.fold, b.leaf);
     case FS_K_NONE: {
         struct fs_item *it;
         r = check_new_name(st, &b, to, &it);
