@@ -136,14 +136,16 @@ double fs_now(void)
     return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* A listing is fresh for cache_timeout, and at least for twice the time
- * it took to fetch: with cache_timeout=0 a 50,000-item folder (25 pages)
- * would otherwise be re-listed by every getattr of an `ls -l`, while a
- * small folder (a few ms) stays immediately consistent. */
-static int fresh(struct fs_state *st, int listed, double at, double dur)
+/* A listing is fresh for cache_timeout, and a multi-page one at least for
+ * twice the time it took to fetch: with cache_timeout=0 a 50,000-item
+ * folder (25 pages) would otherwise be re-listed by every getattr of an
+ * `ls -l`, while a small folder stays immediately consistent. */
+static int fresh(struct fs_state *st, int listed, double at, double dur, size_t n)
 {
     double ttl = st->cfg->cache_timeout;
-    if (ttl < 2 * dur)
+    /* only multi-page listings: a one-page folder stays exactly as fresh as
+     * cache_timeout says, however slow the server is */
+    if (n > 2000 && ttl < 2 * dur)
         ttl = 2 * dur;
     return listed && fs_now() - at < ttl;
 }
@@ -376,7 +378,7 @@ int fs_projects_refresh(struct fs_state *st, int force)
         return 0;
     pthread_mutex_lock(&st->plist_mu);
     pthread_mutex_lock(&st->mu);
-    if (!force && fresh(st, st->plisted, st->plisted_at, st->plist_dur)) {
+    if (!force && fresh(st, st->plisted, st->plisted_at, st->plist_dur, st->n_projects)) {
         pthread_mutex_unlock(&st->mu);
         goto out;
     }
@@ -439,7 +441,7 @@ int fs_project_refresh(struct fs_state *st, struct fs_project *p, int force)
 
     pthread_mutex_lock(&p->list_mu);
     pthread_mutex_lock(&st->mu);
-    if (!force && fresh(st, p->listed, p->listed_at, p->list_dur)) {
+    if (!force && fresh(st, p->listed, p->listed_at, p->list_dur, p->n_folders)) {
         pthread_mutex_unlock(&st->mu);
         goto out;
     }
@@ -552,7 +554,7 @@ int fs_folder_refresh(struct fs_state *st, struct fs_folder *f, int force)
 
     pthread_mutex_lock(&f->list_mu);
     pthread_mutex_lock(&st->mu);
-    if (!force && fresh(st, f->listed, f->listed_at, f->list_dur)) {
+    if (!force && fresh(st, f->listed, f->listed_at, f->list_dur, f->n_items)) {
         pthread_mutex_unlock(&st->mu);
         goto out;
     }
