@@ -16,6 +16,10 @@ passed=0; failed=0; stages_failed=()
 note() { printf '\n=== %s ===\n' "$*"; }
 stage_fail() { stages_failed+=("$1"); }
 
+# processes of ours that were already running (another checkout's demo, say)
+# are not this run's leftovers
+pre_existing=" $(pgrep -d ' ' -x sa-emulator) $(pgrep -d ' ' -x safs) "
+
 note "dependencies"
 scripts/deps.sh || { echo "0 passed, 1 failed"; exit 1; }
 
@@ -99,8 +103,12 @@ if grep -q ' fuse.safs ' /proc/mounts 2>/dev/null || grep -q '^safs' /proc/mount
     echo "LEFT MOUNTED:"; grep safs /proc/mounts
     failed=$((failed + 1)); stage_fail "leftover-mount"
 fi
-if pgrep -x sa-emulator >/dev/null || pgrep -x safs >/dev/null; then
-    echo "LEFT RUNNING:"; pgrep -a -x sa-emulator; pgrep -a -x safs
+leftover=""
+for pid in $(pgrep -x sa-emulator) $(pgrep -x safs); do
+    case "$pre_existing" in *" $pid "*) ;; *) leftover="$leftover $pid" ;; esac
+done
+if [ -n "$leftover" ]; then
+    echo "LEFT RUNNING:"; ps -o pid,args -p ${leftover# }
     failed=$((failed + 1)); stage_fail "leftover-process"
 fi
 
