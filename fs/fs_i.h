@@ -267,7 +267,19 @@ int fs_tree_init(struct fs_state *st, char *err, size_t errlen);
 void fs_tree_free(struct fs_state *st);
 int fs_projects_refresh(struct fs_state *st, int force);
 int fs_project_refresh(struct fs_state *st, struct fs_project *p, int force);
-int fs_folder_refresh(struct fs_state *st, struct fs_folder *f, int force);
+/* How fresh a folder's item listing must be (fs_folder_refresh's mode). */
+enum fs_refresh {
+    FS_REFRESH_LOOKUP = 0, /* resolving a name: trust a listing younger than
+                              max(cache_timeout, FS_LOOKUP_MIN_TTL) */
+    FS_REFRESH_FORCE = 1,  /* always re-list */
+    FS_REFRESH_LIST = 2,   /* readdir: younger than cache_timeout */
+};
+/* With cache_timeout=0 and kernel TTLs at 0, `ls -l` of N files is one
+ * readdir and N getattrs: without a floor each getattr re-lists the folder
+ * (N listings for one command). One second covers the getattrs that follow
+ * a readdir; uploads check the platform's version anyway. */
+#define FS_LOOKUP_MIN_TTL 1.0
+int fs_folder_refresh(struct fs_state *st, struct fs_folder *f, int mode);
 /** Look an item name up on the platform (cheap name filter) and add it. */
 int fs_folder_find_item(struct fs_state *st, struct fs_folder *f, const char *fname,
                         struct fs_item **out);

@@ -227,7 +227,7 @@ static int fill_folder(void *buf, fuse_fill_dir_t filler, struct fs_state *st,
     struct fs_item **items;
     char **scr;
     size_t n, ns = 0;
-    int r = fs_folder_refresh(st, f, 0);
+    int r = fs_folder_refresh(st, f, FS_REFRESH_LIST);
 
     if (r)
         return r;
@@ -529,6 +529,26 @@ static int open_frames(struct fs_state *st, struct fs_item *it, const char *path
     return 0;
 }
 
+/* A lookup trusts a listing for at least FS_LOOKUP_MIN_TTL; content must
+ * not: when the item's listing is older than cache_timeout (only possible
+ * with cache_timeout < FS_LOOKUP_MIN_TTL), ask for the item's version alone
+ * (one small request), so the next read after a remote change shows it. */
+static void revalidate_for_open(struct fs_state *st, struct fs_item *it)
+{
+    double age;
+    enum sa_err e;
+
+    pthread_mutex_lock(&st->mu);
+    age = fs_now() - it->folder->listed_at;
+    pthread_mutex_unlock(&st->mu);
+    if (age < st->cfg->cache_timeout)
+        return;
+    e = fs_item_refetch(st, it);
+    if (e)
+        fs_log(st, LOG_DEBUG, "revalidate %s: %s (%s); using the listed version", it->name,
+               sa_strerror(e), sa_last_error());
+}
+
 static int op_open(const char *path, struct fuse_file_info *fi)
 {
     struct fs_state *st = fs_st();
@@ -536,6 +556,8 @@ static int op_open(const char *path, struct fuse_file_info *fi)
     int r = fs_resolve(st, path, &l);
     if (r)
         return r;
+    if (l.kind == FS_K_ITEM || l.kind == FS_K_FRAMES)
+        revalidate_for_open(st, l.item);
     switch (l.kind) {
     case FS_K_NONE:
         return -ENOENT;
@@ -1073,7 +1095,7 @@ static int op_rmdir(const char *path)
         return refuse(st, "rmdir", path, EPERM, "the mount's own root");
     if ((r = check_writable(st, l.proj, path)))
         return r;
-    r = fs_folder_refresh(st, l.fold, 1);
+    r = fs_folder_refresh(st, l.fold, FS_REFRESH_FORCE);
     if (r)
         return r;
     pthread_mutex_lock(&st->mu);

@@ -139,7 +139,7 @@ static int ends_with(const char *s, const char *suf)
 static int lookup_in_folder(struct fs_state *st, struct fs_folder *f, const char *name,
                             struct fs_loc *loc)
 {
-    int r = fs_folder_refresh(st, f, 0);
+    int r = fs_folder_refresh(st, f, FS_REFRESH_LOOKUP);
     if (r)
         return r;
     pthread_mutex_lock(&st->mu);
@@ -173,7 +173,8 @@ static int lookup_in_folder(struct fs_state *st, struct fs_folder *f, const char
  * project's folders). A name not found re-lists as cache_timeout says. */
 static int young(struct fs_state *st, int listed, double at)
 {
-    double ttl = st->cfg->cache_timeout > 1.0 ? st->cfg->cache_timeout : 1.0;
+    double ttl = st->cfg->cache_timeout > FS_LOOKUP_MIN_TTL ? st->cfg->cache_timeout
+                                                            : FS_LOOKUP_MIN_TTL;
     return listed && fs_now() - at < ttl;
 }
 

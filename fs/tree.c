@@ -140,9 +140,10 @@ double fs_now(void)
  * twice the time it took to fetch: with cache_timeout=0 a 50,000-item
  * folder (25 pages) would otherwise be re-listed by every getattr of an
  * `ls -l`, while a small folder stays immediately consistent. */
-static int fresh(struct fs_state *st, int listed, double at, double dur, size_t n)
+static int fresh(struct fs_state *st, int listed, double at, double dur, size_t n,
+                 double min_ttl)
 {
-    double ttl = st->cfg->cache_timeout;
+    double ttl = st->cfg->cache_timeout > min_ttl ? st->cfg->cache_timeout : min_ttl;
     /* only multi-page listings: a one-page folder stays exactly as fresh as
      * cache_timeout says, however slow the server is */
     if (n > 2000 && ttl < 2 * dur)
@@ -378,7 +379,7 @@ int fs_projects_refresh(struct fs_state *st, int force)
         return 0;
     pthread_mutex_lock(&st->plist_mu);
     pthread_mutex_lock(&st->mu);
-    if (!force && fresh(st, st->plisted, st->plisted_at, st->plist_dur, st->n_projects)) {
+    if (!force && fresh(st, st->plisted, st->plisted_at, st->plist_dur, st->n_projects, 0)) {
         pthread_mutex_unlock(&st->mu);
         goto out;
     }
@@ -441,7 +442,7 @@ int fs_project_refresh(struct fs_state *st, struct fs_project *p, int force)
 
     pthread_mutex_lock(&p->list_mu);
     pthread_mutex_lock(&st->mu);
-    if (!force && fresh(st, p->listed, p->listed_at, p->list_dur, p->n_folders)) {
+    if (!force && fresh(st, p->listed, p->listed_at, p->list_dur, p->n_folders, 0)) {
         pthread_mutex_unlock(&st->mu);
         goto out;
     }
@@ -545,8 +546,10 @@ static struct fs_item *item_merge_locked(struct fs_state *st, struct fs_folder *
     return it;
 }
 
-int fs_folder_refresh(struct fs_state *st, struct fs_folder *f, int force)
+int fs_folder_refresh(struct fs_state *st, struct fs_folder *f, int mode)
 {
+    int force = mode == FS_REFRESH_FORCE;
+    double min_ttl = mode == FS_REFRESH_LOOKUP ? FS_LOOKUP_MIN_TTL : 0;
     struct sa_item_list l = {0};
     enum sa_err e;
     int r = 0;
@@ -554,7 +557,7 @@ int fs_folder_refresh(struct fs_state *st, struct fs_folder *f, int force)
 
     pthread_mutex_lock(&f->list_mu);
     pthread_mutex_lock(&st->mu);
-    if (!force && fresh(st, f->listed, f->listed_at, f->list_dur, f->n_items)) {
+    if (!force && fresh(st, f->listed, f->listed_at, f->list_dur, f->n_items, min_ttl)) {
         pthread_mutex_unlock(&st->mu);
         goto out;
     }

@@ -256,7 +256,7 @@ static int dir_status(struct fs_state *st, struct fs_folder *f, const char *stat
     int r = fs_status_value(st, f->proj, status);
     if (r < 0)
         return r;
-    r = fs_folder_refresh(st, f, 1);
+    r = fs_folder_refresh(st, f, FS_REFRESH_FORCE);
     if (r)
         return r;
     pthread_mutex_lock(&st->mu);

@@ -6,6 +6,7 @@ import ctypes
 import errno
 import json
 import os
+import time
 import re
 
 import shlex
@@ -143,6 +144,10 @@ def test_utimens_shown_until_version_changes(mount, emulator, api):
     # another user changes the item: the platform's updatedAt shows again
     api.upload(V, None, name, {"metadata": {"name": name}, "instances": [], "tags": ["x"],
                                "comments": []})
+    # a lookup trusts a listing younger than 1 s even with cache_timeout=0
+    # (FS_LOOKUP_MIN_TTL, docs/fs-choices.md), as the kernel's default
+    # attr_timeout would
+    time.sleep(1.1)
     assert os.stat(p).st_mtime != 1000000000
 
 
@@ -317,3 +322,21 @@ def test_slash_and_long_utf8_names(mount, emulator, api):
     assert errno_of(lambda: os.mkdir(m.p("a\uff0fb"))) == errno.EINVAL
     os.mkdir(m.p("\u00e9" * 80))
     assert "\u00e9" * 80 in os.listdir(m.path)
+
+
+def test_ls_l_with_cache_timeout_0_lists_once(mount, emulator):
+    """cache_timeout=0 and kernel TTLs 0: `ls -l` is a readdir plus one
+    getattr per file. A lookup trusts a listing younger than 1 s, so the
+    command costs one listing, not one per file (it once cost 2,000)."""
+    names = ["n%04d.jpg" % i for i in range(2000)]
+    emulator.seed("Many", folder="f", items=names)
+    m = mount("Many")  # cache_timeout=0, attr/entry timeouts 0 (fixture defaults)
+    emulator.reset_stats()
+    out = sh("ls -l %s | wc -l" % shlex.quote(m.p("f")), timeout=120).stdout
+    assert int(out) == 2001
+    searches = emulator.count("POST /api/v1/items/search")
+    assert 1 <= searches <= 2, emulator.routes()
+    # the next read still sees the platform: open asks for the item's version
+    emulator.reset_stats()
+    read(m.p("f", names[0] + SUFFIX))
+    assert emulator.count(lambda k: k.startswith("GET /api/v1/items/")) == 1, emulator.routes()
