@@ -40,21 +40,8 @@ fi
 MNT=${1:-$ROOT/mnt}
 case $MNT in /*) ;; *) MNT="$(pwd)/$MNT" ;; esac
 
-# 1. packages
-PKGS=(meson ninja-build pkg-config gcc libfuse3-dev fuse3 libcurl4-openssl-dev
-      libjansson-dev libmicrohttpd-dev libsqlite3-dev jq attr rsync vim)
-missing=()
-for p in "${PKGS[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-    [ "$(id -u)" -eq 0 ] || { echo "demo: run as root to install: ${missing[*]}" >&2; exit 1; }
-    echo "demo: installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-[ -e /dev/fuse ] || modprobe fuse 2>/dev/null || true
+# 1. packages (the same list the test command installs)
+"$ROOT/scripts/deps.sh"
 
 # 2. build
 [ -f build/build.ninja ] || meson setup build >/dev/null

@@ -340,3 +340,28 @@ def test_ls_l_with_cache_timeout_0_lists_once(mount, emulator):
     emulator.reset_stats()
     read(m.p("f", names[0] + SUFFIX))
     assert emulator.count(lambda k: k.startswith("GET /api/v1/items/")) == 1, emulator.routes()
+
+
+def test_document_over_15_mib_takes_the_large_path(mount, emulator, api):
+    """api.md §10.5: a document over 15 MiB is uploaded through multipart
+    start/part/finish/sync, never the small multipart request; nothing is
+    truncated; it reads back byte for byte."""
+    m = mount(V)
+    name = api.names(V, "val")[0]
+    p = m.p("val", name + SUFFIX)
+    inst = [{"type": "point", "x": i, "y": i + 0.5, "classId": 1, "className": "c",
+             "probability": 100, "creationType": "Manual", "attributes": []}
+            for i in range(110000)]
+    data = (json.dumps({"metadata": {"name": name}, "instances": inst, "tags": [],
+                        "comments": []}, indent=4) + "\n").encode()
+    assert len(data) > 15 * 1024 * 1024
+    emulator.reset_stats()
+    with open(p, "wb") as f:
+        f.write(data)
+    routes = emulator.routes()
+    starts = emulator.count(lambda k: k.endswith("/annotations/upload/multipart/start"), routes)
+    parts = emulator.count(lambda k: k.endswith("/annotations/upload/multipart/part"), routes)
+    assert starts == 1 and parts >= 3, routes
+    assert emulator.count("POST /api/v4/items/annotations/upload", routes) == 0, routes
+    assert len(api.document(V, "val", name)["instances"]) == 110000
+    assert read(p) == data
