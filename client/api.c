@@ -243,6 +243,36 @@ enum sa_err sa_get_team(struct sa_client *c, struct sa_team *out)
 
 typedef enum sa_err (*row_fn)(void *ud, json_t *row);
 
+/* One page @p j (consumed) of a paginated listing of up to 2000 rows: hands
+ * each row of its "data" array to @p fn, advances *offset by the rows and
+ * sets *last when no page follows. @p method and @p path name the call in
+ * the error message. */
+static enum sa_err take_page(json_t *j, const char *method, const char *path, row_fn fn,
+                             void *ud, long long *offset, int *last)
+{
+    json_t *data = json_object_get(j, "data");
+    if (!json_is_array(data)) {
+        json_decref(j);
+        sa_set_error("%s %s: no \"data\" array in the response", method, path);
+        return SA_ERR_PROTO;
+    }
+    size_t n = json_array_size(data);
+    long long total = sa_jint(j, "total");
+    if (!total)
+        total = sa_jint(j, "count");
+    for (size_t i = 0; i < n; i++) {
+        enum sa_err e = fn(ud, json_array_get(data, i));
+        if (e != SA_OK) {
+            json_decref(j);
+            return e;
+        }
+    }
+    json_decref(j);
+    *offset += (long long)n;
+    *last = n == 0 || n < 2000 || *offset >= total;
+    return SA_OK;
+}
+
 /* GET path?query&offset=n with pages of up to 2000 rows. */
 static enum sa_err paginate_a(struct sa_client *c, enum sa_svc svc, const char *path,
                               const char *query, enum sa_req_kind kind, row_fn fn, void *ud)
@@ -265,27 +295,10 @@ static enum sa_err paginate_a(struct sa_client *c, enum sa_svc svc, const char *
         sa_buf_free(&q);
         if (e != SA_OK)
             return e;
-        json_t *data = json_object_get(j, "data");
-        if (!json_is_array(data)) {
-            json_decref(j);
-            sa_set_error("GET %s: no \"data\" array in the response", path);
-            return SA_ERR_PROTO;
-        }
-        size_t n = json_array_size(data);
-        long long total = sa_jint(j, "total");
-        if (!total)
-            total = sa_jint(j, "count");
-        for (size_t i = 0; i < n; i++) {
-            e = fn(ud, json_array_get(data, i));
-            if (e != SA_OK) {
-                json_decref(j);
-                return e;
-            }
-        }
-        json_decref(j);
-        offset += (long long)n;
-        if (n == 0 || n < 2000 || offset >= total)
-            return SA_OK;
+        int last = 0;
+        e = take_page(j, "GET", path, fn, ud, &offset, &last);
+        if (e != SA_OK || last)
+            return e;
     }
 }
 
@@ -303,39 +316,49 @@ static int grow(void **v, size_t n, size_t elem)
     return 0;
 }
 
+/* Room for row @p n of an array *v of @p elem-byte rows (16 at first, then
+ * doubling); returns the new row zeroed, or NULL when out of memory. */
+static void *next_row(void **v, size_t n, size_t elem)
+{
+    if (n >= 16 && grow(v, n, elem))
+        return NULL;
+    if (n < 16 && !*v && !(*v = calloc(16, elem)))
+        return NULL;
+    void *row = (char *)*v + n * elem;
+    memset(row, 0, elem);
+    return row;
+}
+
 static enum sa_err add_project(void *ud, json_t *row)
 {
     struct sa_project_list *l = ud;
-    if (l->n >= 16 && grow((void **)&l->v, l->n, sizeof *l->v))
+    struct sa_project *p = next_row((void **)&l->v, l->n, sizeof *l->v);
+    if (!p)
         return SA_ERR_NOMEM;
-    if (l->n < 16 && !l->v && !(l->v = calloc(16, sizeof *l->v)))
-        return SA_ERR_NOMEM;
-    memset(&l->v[l->n], 0, sizeof l->v[0]);
-    parse_project(row, &l->v[l->n++]);
+    l->n++;
+    parse_project(row, p);
     return SA_OK;
 }
 
 static enum sa_err add_folder(void *ud, json_t *row)
 {
     struct sa_folder_list *l = ud;
-    if (l->n >= 16 && grow((void **)&l->v, l->n, sizeof *l->v))
+    struct sa_folder *f = next_row((void **)&l->v, l->n, sizeof *l->v);
+    if (!f)
         return SA_ERR_NOMEM;
-    if (l->n < 16 && !l->v && !(l->v = calloc(16, sizeof *l->v)))
-        return SA_ERR_NOMEM;
-    memset(&l->v[l->n], 0, sizeof l->v[0]);
-    parse_folder(row, &l->v[l->n++]);
+    l->n++;
+    parse_folder(row, f);
     return SA_OK;
 }
 
 static enum sa_err add_item(void *ud, json_t *row)
 {
     struct sa_item_list *l = ud;
-    if (l->n >= 16 && grow((void **)&l->v, l->n, sizeof *l->v))
+    struct sa_item *it = next_row((void **)&l->v, l->n, sizeof *l->v);
+    if (!it)
         return SA_ERR_NOMEM;
-    if (l->n < 16 && !l->v && !(l->v = calloc(16, sizeof *l->v)))
-        return SA_ERR_NOMEM;
-    memset(&l->v[l->n], 0, sizeof l->v[0]);
-    parse_item(row, &l->v[l->n++]);
+    l->n++;
+    parse_item(row, it);
     return SA_OK;
 }
 
@@ -517,6 +540,15 @@ enum sa_err sa_delete_folders(struct sa_client *c, long long project_id,
     return sa_fail(c, e);
 }
 
+/* A JSON array of the @p k strings @p names (one chunk of a bulk call). */
+static json_t *names_array(const char *const *names, size_t k)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; i < k; i++)
+        json_array_append_new(arr, json_string(names[i]));
+    return arr;
+}
+
 /* ------------------------------------------------------------------ */
 /* §7 items                                                            */
 
@@ -550,25 +582,10 @@ static enum sa_err search_items(struct sa_client *c, long long project_id, long 
         free(body);
         if (e != SA_OK)
             return e;
-        json_t *data = json_object_get(j, "data");
-        if (!json_is_array(data)) {
-            json_decref(j);
-            sa_set_error("POST item:items/search: no \"data\" array in the response");
-            return SA_ERR_PROTO;
-        }
-        size_t n = json_array_size(data);
-        long long total = sa_jint(j, "total");
-        if (!total)
-            total = sa_jint(j, "count");
-        for (size_t i = 0; i < n; i++)
-            if ((e = add_item(out, json_array_get(data, i))) != SA_OK) {
-                json_decref(j);
-                return e;
-            }
-        json_decref(j);
-        offset += (long long)n;
-        if (n == 0 || n < 2000 || offset >= total)
-            return SA_OK;
+        int last = 0;
+        e = take_page(j, "POST", "item:items/search", add_item, out, &offset, &last);
+        if (e != SA_OK || last)
+            return e;
     }
 }
 
@@ -583,9 +600,7 @@ enum sa_err sa_list_items(struct sa_client *c, long long project_id, long long f
     } else {
         for (size_t at = 0; at < n_names && e == SA_OK; at += 1000) {
             size_t k = n_names - at < 1000 ? n_names - at : 1000;
-            json_t *arr = json_array();
-            for (size_t i = 0; i < k; i++)
-                json_array_append_new(arr, json_string(names[at + i]));
+            json_t *arr = names_array(names + at, k);
             json_t *cond = json_pack("{s:{s:o}}", "name", "$in", arr);
             if (!cond)
                 e = SA_ERR_NOMEM;
@@ -779,9 +794,7 @@ enum sa_err sa_set_annotation_statuses(struct sa_client *c, long long project_id
     double deadline = sa_call_deadline(c);
     for (size_t at = 0; at < n && e == SA_OK; at += 500) {
         size_t k = n - at < 500 ? n - at : 500;
-        json_t *arr = json_array();
-        for (size_t i = 0; i < k; i++)
-            json_array_append_new(arr, json_string(names[at + i]));
+        json_t *arr = names_array(names + at, k);
         json_t *b = json_pack("{s:I,s:i,s:o}", "folder_id", (json_int_t)folder_id,
                               "annotation_status", status_value, "image_names", arr);
         char *body = b ? sa_jdump(b) : NULL;
@@ -819,9 +832,7 @@ enum sa_err sa_delete_annotations(struct sa_client *c, long long project_id,
     snprintf(q, sizeof q, "project_id=%lld&folder_id=%lld", project_id, folder_id);
     for (size_t at = 0; at < n && e == SA_OK; at += 2000) {
         size_t k = n - at < 2000 ? n - at : 2000;
-        json_t *arr = json_array();
-        for (size_t i = 0; i < k; i++)
-            json_array_append_new(arr, json_string(names[at + i]));
+        json_t *arr = names_array(names + at, k);
         json_t *b = json_pack("{s:o}", "image_names", arr);
         char *body = b ? sa_jdump(b) : NULL;
         json_decref(b);
