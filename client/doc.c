@@ -366,22 +366,58 @@ static int check_shape(struct ps *p, const char *k, size_t klen, bool esc)
 
 static int p_value(struct ps *p, int depth);
 
-/* At '{'. @p depth is this container's level (1 = the document). */
-static int p_object(struct ps *p, int depth)
+/* At the @p open byte of a container of level @p depth: steps past it.
+ * Returns 0 when the container is empty (and consumed), 1 when members
+ * follow, -1 on error. */
+static int c_open(struct ps *p, int depth, char open, char close)
 {
     if (depth > DOC_MAX_DEPTH)
         return perr(p, p->pos, "nesting deeper than %d levels", DOC_MAX_DEPTH);
     struct obuf *o = p->out;
     p->pos++;
     skip_ws(p);
-    if (p->pos < p->len && p->s[p->pos] == '}') {
+    if (p->pos < p->len && p->s[p->pos] == close) {
         p->pos++;
-        if (o)
-            ob_add(o, "{}", 2);
+        if (o) {
+            const char empty[2] = {open, close};
+            ob_add(o, empty, 2);
+        }
         return 0;
     }
     if (o)
-        ob_addc(o, '{');
+        ob_addc(o, open);
+    return 1;
+}
+
+/* After a member of a container of level @p depth: returns 1 at a ',' (a
+ * member follows), 0 at @p close (the container is consumed), -1 on error. */
+static int c_next(struct ps *p, int depth, char close)
+{
+    struct obuf *o = p->out;
+    skip_ws(p);
+    if (p->pos < p->len && p->s[p->pos] == ',') {
+        p->pos++;
+        skip_ws(p);
+        return 1;
+    }
+    if (p->pos < p->len && p->s[p->pos] == close) {
+        p->pos++;
+        if (o) {
+            ob_indent(o, depth - 1);
+            ob_addc(o, close);
+        }
+        return 0;
+    }
+    return perr(p, p->pos, "expected ',' or '%c'%s", close, got(p));
+}
+
+/* At '{'. @p depth is this container's level (1 = the document). */
+static int p_object(struct ps *p, int depth)
+{
+    int r = c_open(p, depth, '{', '}');
+    if (r <= 0)
+        return r;
+    struct obuf *o = p->out;
     for (bool first = true;; first = false) {
         if (o) {
             if (!first)
@@ -411,39 +447,18 @@ static int p_object(struct ps *p, int depth)
             return -1;
         if (p_value(p, depth))
             return -1;
-        skip_ws(p);
-        if (p->pos < p->len && p->s[p->pos] == ',') {
-            p->pos++;
-            skip_ws(p);
-            continue;
-        }
-        if (p->pos < p->len && p->s[p->pos] == '}') {
-            p->pos++;
-            if (o) {
-                ob_indent(o, depth - 1);
-                ob_addc(o, '}');
-            }
-            return 0;
-        }
-        return perr(p, p->pos, "expected ',' or '}'%s", got(p));
+        r = c_next(p, depth, '}');
+        if (r <= 0)
+            return r;
     }
 }
 
 static int p_array(struct ps *p, int depth)
 {
-    if (depth > DOC_MAX_DEPTH)
-        return perr(p, p->pos, "nesting deeper than %d levels", DOC_MAX_DEPTH);
+    int r = c_open(p, depth, '[', ']');
+    if (r <= 0)
+        return r;
     struct obuf *o = p->out;
-    p->pos++;
-    skip_ws(p);
-    if (p->pos < p->len && p->s[p->pos] == ']') {
-        p->pos++;
-        if (o)
-            ob_add(o, "[]", 2);
-        return 0;
-    }
-    if (o)
-        ob_addc(o, '[');
     for (bool first = true;; first = false) {
         if (o) {
             if (!first)
@@ -454,21 +469,9 @@ static int p_array(struct ps *p, int depth)
             return perr(p, p->pos, "trailing comma before ']'");
         if (p_value(p, depth))
             return -1;
-        skip_ws(p);
-        if (p->pos < p->len && p->s[p->pos] == ',') {
-            p->pos++;
-            skip_ws(p);
-            continue;
-        }
-        if (p->pos < p->len && p->s[p->pos] == ']') {
-            p->pos++;
-            if (o) {
-                ob_indent(o, depth - 1);
-                ob_addc(o, ']');
-            }
-            return 0;
-        }
-        return perr(p, p->pos, "expected ',' or ']'%s", got(p));
+        r = c_next(p, depth, ']');
+        if (r <= 0)
+            return r;
     }
 }
 
