@@ -284,6 +284,27 @@ static int fill_folder(void *buf, fuse_fill_dir_t filler, struct fs_state *st,
     return 0;
 }
 
+/* fs_resolve for a path that must be a directory (team, project, folder). */
+static int resolve_dir(struct fs_state *st, const char *path, struct fs_loc *l)
+{
+    int r = fs_resolve(st, path, l);
+    if (r)
+        return r;
+    switch (l->kind) {
+    case FS_K_NONE:
+        return -ENOENT;
+    case FS_K_ITEM:
+    case FS_K_FRAMES:
+    case FS_K_SCRATCH:
+        return -ENOTDIR;
+    case FS_K_TEAM:
+    case FS_K_PROJECT:
+    case FS_K_FOLDER:
+        break;
+    }
+    return 0;
+}
+
 static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t off,
                       struct fuse_file_info *fi, enum fuse_readdir_flags flags)
 {
@@ -302,21 +323,9 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t
         path = H(fi)->path;
     if (!path)
         return -ENOENT;
-    r = fs_resolve(st, path, &l);
+    r = resolve_dir(st, path, &l);
     if (r)
         return r;
-    switch (l.kind) {
-    case FS_K_NONE:
-        return -ENOENT;
-    case FS_K_ITEM:
-    case FS_K_FRAMES:
-    case FS_K_SCRATCH:
-        return -ENOTDIR;
-    case FS_K_TEAM:
-    case FS_K_PROJECT:
-    case FS_K_FOLDER:
-        break;
-    }
     dir_stat(st, NULL, &dsb);
     filler(buf, ".", &dsb, 0, 0);
     filler(buf, "..", &dsb, 0, 0);
@@ -390,21 +399,9 @@ static int op_opendir(const char *path, struct fuse_file_info *fi)
     struct fs_state *st = fs_st();
     struct fs_loc l;
     struct fs_handle *h;
-    int r = fs_resolve(st, path, &l);
+    int r = resolve_dir(st, path, &l);
     if (r)
         return r;
-    switch (l.kind) {
-    case FS_K_NONE:
-        return -ENOENT;
-    case FS_K_ITEM:
-    case FS_K_FRAMES:
-    case FS_K_SCRATCH:
-        return -ENOTDIR;
-    case FS_K_TEAM:
-    case FS_K_PROJECT:
-    case FS_K_FOLDER:
-        break;
-    }
     h = handle_new(st, FS_H_DIR, path);
     if (!h || !h->path) {
         handle_free(h);
