@@ -11,17 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static sqlite3_stmt *prep(const char *sql)
-{
-  sqlite3_stmt *st = NULL;
-  if(sqlite3_prepare_v2(emu.db, sql, -1, &st, NULL) != SQLITE_OK) {
-    fprintf(stderr, "sa-emulator: sqlite prepare: %s\n  %s\n",
-            sqlite3_errmsg(emu.db), sql);
-    abort();
-  }
-  return st;
-}
-
 /* ---- small helpers -------------------------------------------------------- */
 static int json_ll(json_t *v, long long *out)
 {
@@ -107,7 +96,7 @@ static int need_folder(const struct request *q, struct reply *r,
     *fid = p->root_folder;
     return 1;
   }
-  sqlite3_stmt *st = prep("SELECT 1 FROM folders WHERE id=? AND project_id=?");
+  sqlite3_stmt *st = store_prep_locked("SELECT 1 FROM folders WHERE id=? AND project_id=?");
   sqlite3_bind_int64(st, 1, f);
   sqlite3_bind_int64(st, 2, p->id);
   int ok = sqlite3_step(st) == SQLITE_ROW;
@@ -165,7 +154,7 @@ static void h_projects(const struct request *q, struct reply *r)
   if(!page_offset(q, r, &off))
     return;
   const char *name = req_param(q, "name");
-  sqlite3_stmt *st = prep(
+  sqlite3_stmt *st = store_prep_locked(
       "SELECT id FROM projects WHERE (?1 IS NULL OR"
       " instr(lower(name), lower(?1)) > 0) ORDER BY id");
   if(name)
@@ -199,13 +188,13 @@ static json_t *folder_json_by(long long fid, long long pid, const char *name,
 {
   sqlite3_stmt *st;
   if(name) {
-    st = prep("SELECT " FOLDER_COLS " FROM folders f WHERE f.project_id=?"
+    st = store_prep_locked("SELECT " FOLDER_COLS " FROM folders f WHERE f.project_id=?"
               " AND f.name=?");
     sqlite3_bind_int64(st, 1, pid);
     sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT);
   }
   else {
-    st = prep("SELECT " FOLDER_COLS " FROM folders f WHERE f.id=?"
+    st = store_prep_locked("SELECT " FOLDER_COLS " FROM folders f WHERE f.id=?"
               " AND (?2 <= 0 OR f.project_id=?2)");
     sqlite3_bind_int64(st, 1, fid);
     sqlite3_bind_int64(st, 2, pid);
@@ -258,7 +247,7 @@ static void h_folders(const struct request *q, struct reply *r)
   if(!need_project(q, r, &p) || !page_offset(q, r, &off))
     return;
   const char *name = req_param(q, "name");
-  sqlite3_stmt *st = prep(
+  sqlite3_stmt *st = store_prep_locked(
       "SELECT " FOLDER_COLS " FROM folders f WHERE f.project_id=?1 AND"
       " (?2 IS NULL OR instr(lower(f.name), lower(?2)) > 0) ORDER BY f.id");
   sqlite3_bind_int64(st, 1, p.id);
@@ -297,7 +286,7 @@ static int folder_name_ok(struct reply *r, const char *name,
     return 0;
   }
   sqlite3_stmt *st =
-      prep("SELECT id FROM folders WHERE project_id=? AND name=? AND id<>?");
+      store_prep_locked("SELECT id FROM folders WHERE project_id=? AND name=? AND id<>?");
   sqlite3_bind_int64(st, 1, pid);
   sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT);
   sqlite3_bind_int64(st, 3, self);
@@ -350,7 +339,7 @@ static void h_folder_update(const struct request *q, struct reply *r,
   else if(is_root)
     reply_error(r, 400, "The root folder cannot be renamed");
   else if(folder_name_ok(r, name, pid, fid)) {
-    sqlite3_stmt *st = prep("UPDATE folders SET name=?, updated=? WHERE id=?");
+    sqlite3_stmt *st = store_prep_locked("UPDATE folders SET name=?, updated=? WHERE id=?");
     sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 2, store_next_ts_locked());
     sqlite3_bind_int64(st, 3, fid);
@@ -394,8 +383,8 @@ static void h_delete_images(const struct request *q, struct reply *r)
   }
   long long nf = 0, ni = 0;
   sqlite3_exec(emu.db, "BEGIN", NULL, NULL, NULL);
-  sqlite3_stmt *di = prep("DELETE FROM items WHERE folder_id=? AND project_id=?");
-  sqlite3_stmt *df = prep("DELETE FROM folders WHERE id=? AND project_id=?"
+  sqlite3_stmt *di = store_prep_locked("DELETE FROM items WHERE folder_id=? AND project_id=?");
+  sqlite3_stmt *df = store_prep_locked("DELETE FROM folders WHERE id=? AND project_id=?"
                           " AND is_root=0");
   json_array_foreach(fids, i, v) {
     json_ll(v, &id);
@@ -412,7 +401,7 @@ static void h_delete_images(const struct request *q, struct reply *r)
   }
   sqlite3_finalize(di);
   sqlite3_finalize(df);
-  di = prep("DELETE FROM items WHERE id=? AND project_id=?");
+  di = store_prep_locked("DELETE FROM items WHERE id=? AND project_id=?");
   json_array_foreach(iids, i, v) {
     if(!json_ll(v, &id))
       continue;
@@ -486,7 +475,7 @@ static void h_status_bulk(const struct request *q, struct reply *r)
     reply_error(r, 400, "Invalid annotation_status %lld for workflow %lld",
                 status, p.workflow_id);
   else {
-    sqlite3_stmt *chk = prep("SELECT 1 FROM folders WHERE id=? AND project_id=?");
+    sqlite3_stmt *chk = store_prep_locked("SELECT 1 FROM folders WHERE id=? AND project_id=?");
     sqlite3_bind_int64(chk, 1, fid);
     sqlite3_bind_int64(chk, 2, p.id);
     int ok = sqlite3_step(chk) == SQLITE_ROW;
@@ -498,7 +487,7 @@ static void h_status_bulk(const struct request *q, struct reply *r)
     }
     long long ts = store_next_ts_locked(), n = 0;
     sqlite3_exec(emu.db, "BEGIN", NULL, NULL, NULL);
-    sqlite3_stmt *st = prep(
+    sqlite3_stmt *st = store_prep_locked(
         "UPDATE items SET status=?, updated=? WHERE folder_id=? AND name=?");
     size_t i;
     json_t *v;
@@ -554,8 +543,8 @@ static void h_remove(const struct request *q, struct reply *r)
   sqlite3_exec(emu.db, "BEGIN", NULL, NULL, NULL);
   if(names) {
     sqlite3_stmt *st =
-        prep("UPDATE items SET doc=NULL, gen=0, status=1, updated=?"
-             " WHERE folder_id=? AND name=?");
+        store_prep_locked("UPDATE items SET doc=NULL, gen=0, status=1, updated=?"
+                          " WHERE folder_id=? AND name=?");
     size_t i;
     json_t *v;
     json_array_foreach(names, i, v) {
@@ -571,7 +560,7 @@ static void h_remove(const struct request *q, struct reply *r)
     sqlite3_finalize(st);
   }
   else {
-    sqlite3_stmt *st = prep("UPDATE items SET doc=NULL, gen=0, status=1,"
+    sqlite3_stmt *st = store_prep_locked("UPDATE items SET doc=NULL, gen=0, status=1,"
                             " updated=? WHERE folder_id=?");
     sqlite3_bind_int64(st, 1, ts);
     sqlite3_bind_int64(st, 2, fid);
@@ -875,7 +864,7 @@ static void h_items_search(const struct request *q, struct reply *r)
   }
   struct buf sql = {0};
   buf_printf(&sql, "SELECT COUNT(*) %s", s.sql.p);
-  sqlite3_stmt *st = prep(sql.p);
+  sqlite3_stmt *st = store_prep_locked(sql.p);
   bind_all(st, s.binds, 1);
   long long count = 0;
   if(sqlite3_step(st) == SQLITE_ROW)
@@ -884,7 +873,7 @@ static void h_items_search(const struct request *q, struct reply *r)
   sql.len = 0;
   buf_printf(&sql, "SELECT " ITEM_COLS " %s ORDER BY i.id LIMIT %lld OFFSET %lld",
              s.sql.p, limit, off);
-  st = prep(sql.p);
+  st = store_prep_locked(sql.p);
   bind_all(st, s.binds, 1);
   json_t *data = json_array();
   while(sqlite3_step(st) == SQLITE_ROW)
@@ -903,7 +892,7 @@ static void h_item_get(const struct request *q, struct reply *r, long long id)
   long long pid = entity_ll(q, "project_id");
   if(pid <= 0)
     req_param_ll(q, "project_id", &pid);
-  sqlite3_stmt *st = prep("SELECT " ITEM_COLS " FROM items i WHERE i.id=?1"
+  sqlite3_stmt *st = store_prep_locked("SELECT " ITEM_COLS " FROM items i WHERE i.id=?1"
                           " AND (?2 <= 0 OR i.project_id=?2)");
   sqlite3_bind_int64(st, 1, id);
   sqlite3_bind_int64(st, 2, pid);
@@ -1136,7 +1125,7 @@ static int item_in_project(const struct request *q, struct reply *r,
 {
   long long pid = 0;
   req_param_ll(q, "project_id", &pid);
-  sqlite3_stmt *st = prep("SELECT project_id FROM items WHERE id=?1"
+  sqlite3_stmt *st = store_prep_locked("SELECT project_id FROM items WHERE id=?1"
                           " AND (?2 <= 0 OR project_id=?2)");
   sqlite3_bind_int64(st, 1, id);
   sqlite3_bind_int64(st, 2, pid);
@@ -1198,7 +1187,7 @@ static void h_upload(const struct request *q, struct reply *r)
   json_t *failed = json_array();
   long long ts = store_next_ts_locked();
   sqlite3_exec(emu.db, "BEGIN", NULL, NULL, NULL);
-  sqlite3_stmt *find = prep("SELECT id FROM items WHERE folder_id=? AND name=?");
+  sqlite3_stmt *find = store_prep_locked("SELECT id FROM items WHERE folder_id=? AND name=?");
   for(int i = 0; i < n; i++) {
     sqlite3_reset(find);
     sqlite3_bind_int64(find, 1, fid);

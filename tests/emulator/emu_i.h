@@ -151,6 +151,8 @@ int store_reset(char *err, size_t errlen);
 int store_run_cli_seeds(char *err, size_t errlen);
 /** A fresh timestamp, strictly greater than any handed out before. */
 long long store_next_ts_locked(void);
+/** A prepared statement on emu.db; aborts with the SQL on a bad statement. */
+sqlite3_stmt *store_prep_locked(const char *sql);
 
 struct project_row {
   long long id, root_folder, workflow_id, created, updated;

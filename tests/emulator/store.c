@@ -94,7 +94,7 @@ static int exec(const char *sql, char *err, size_t errlen)
   return 0;
 }
 
-static sqlite3_stmt *prep(const char *sql)
+sqlite3_stmt *store_prep_locked(const char *sql)
 {
   sqlite3_stmt *st = NULL;
   if(sqlite3_prepare_v2(emu.db, sql, -1, &st, NULL) != SQLITE_OK) {
@@ -107,7 +107,7 @@ static sqlite3_stmt *prep(const char *sql)
 
 static long long scalar_ll(const char *sql, long long a, long long b)
 {
-  sqlite3_stmt *st = prep(sql);
+  sqlite3_stmt *st = store_prep_locked(sql);
   int np = sqlite3_bind_parameter_count(st);
   if(np >= 1)
     sqlite3_bind_int64(st, 1, a);
@@ -196,7 +196,7 @@ static int project_from_stmt(sqlite3_stmt *st, struct project_row *out)
 
 int store_project_locked(long long id, struct project_row *out)
 {
-  sqlite3_stmt *st = prep("SELECT " PROJECT_COLS " FROM projects WHERE id=?");
+  sqlite3_stmt *st = store_prep_locked("SELECT " PROJECT_COLS " FROM projects WHERE id=?");
   sqlite3_bind_int64(st, 1, id);
   int rc = project_from_stmt(st, out);
   sqlite3_finalize(st);
@@ -206,7 +206,7 @@ int store_project_locked(long long id, struct project_row *out)
 int store_project_by_name_locked(const char *name, struct project_row *out)
 {
   sqlite3_stmt *st =
-      prep("SELECT " PROJECT_COLS " FROM projects WHERE name=? ORDER BY id");
+      store_prep_locked("SELECT " PROJECT_COLS " FROM projects WHERE name=? ORDER BY id");
   sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
   int rc = project_from_stmt(st, out);
   sqlite3_finalize(st);
@@ -555,7 +555,7 @@ static char *gen_other_doc(int type, long long id, const char *name,
 int store_item_doc_locked(long long item, long long pid, long long fid,
                           char **doc, size_t *len)
 {
-  sqlite3_stmt *st = prep(
+  sqlite3_stmt *st = store_prep_locked(
       "SELECT i.name, i.status, i.doc, i.gen, i.project_id, i.folder_id,"
       " p.workflow_id FROM items i JOIN projects p ON p.id = i.project_id"
       " WHERE i.id=?");
@@ -594,7 +594,7 @@ int store_item_doc_locked(long long item, long long pid, long long fid,
 
 long long store_item_doc_size_locked(long long item, long long pid, int *found)
 {
-  sqlite3_stmt *st = prep("SELECT length(doc), doc IS NULL, project_id"
+  sqlite3_stmt *st = store_prep_locked("SELECT length(doc), doc IS NULL, project_id"
                           " FROM items WHERE id=?");
   sqlite3_bind_int64(st, 1, item);
   long long n = -1;
@@ -620,7 +620,7 @@ void store_item_set_doc_locked(long long item, const char *doc, size_t len,
                                long long ts)
 {
   sqlite3_stmt *st =
-      prep("UPDATE items SET doc=?, gen=0, updated=? WHERE id=?");
+      store_prep_locked("UPDATE items SET doc=?, gen=0, updated=? WHERE id=?");
   if(doc)
     sqlite3_bind_blob64(st, 1, doc, len, SQLITE_TRANSIENT);
   else
@@ -650,7 +650,7 @@ static int ensure_project(const char *name, int type, int wf,
                             PROJECT_ID_BASE, 0);
   long long fid = scalar_ll("SELECT COALESCE(MAX(id), ?) + 1 FROM folders",
                             FOLDER_ID_BASE, 0);
-  sqlite3_stmt *st = prep("INSERT INTO projects VALUES(?,?,?,?,?,?,?)");
+  sqlite3_stmt *st = store_prep_locked("INSERT INTO projects VALUES(?,?,?,?,?,?,?)");
   sqlite3_bind_int64(st, 1, pid);
   sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT);
   sqlite3_bind_int(st, 3, type);
@@ -660,7 +660,7 @@ static int ensure_project(const char *name, int type, int wf,
   sqlite3_bind_int64(st, 7, ts);
   sqlite3_step(st);
   sqlite3_finalize(st);
-  st = prep("INSERT INTO folders VALUES(?,?,'root',1,?,?)");
+  st = store_prep_locked("INSERT INTO folders VALUES(?,?,'root',1,?,?)");
   sqlite3_bind_int64(st, 1, fid);
   sqlite3_bind_int64(st, 2, pid);
   sqlite3_bind_int64(st, 3, ts);
@@ -676,7 +676,7 @@ long long store_ensure_folder_locked(const struct project_row *p,
   if(!name || !*name || !strcmp(name, "root"))
     return p->root_folder;
   sqlite3_stmt *st =
-      prep("SELECT id FROM folders WHERE project_id=? AND name=?");
+      store_prep_locked("SELECT id FROM folders WHERE project_id=? AND name=?");
   sqlite3_bind_int64(st, 1, p->id);
   sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT);
   long long fid = 0;
@@ -688,7 +688,7 @@ long long store_ensure_folder_locked(const struct project_row *p,
   long long ts = store_next_ts_locked();
   fid = scalar_ll("SELECT COALESCE(MAX(id), ?) + 1 FROM folders",
                   FOLDER_ID_BASE, 0);
-  st = prep("INSERT INTO folders VALUES(?,?,?,0,?,?)");
+  st = store_prep_locked("INSERT INTO folders VALUES(?,?,?,0,?,?)");
   sqlite3_bind_int64(st, 1, fid);
   sqlite3_bind_int64(st, 2, p->id);
   sqlite3_bind_text(st, 3, name, -1, SQLITE_TRANSIENT);
@@ -706,8 +706,8 @@ struct seeder {
 
 static void seeder_init(struct seeder *sd)
 {
-  sd->find = prep("SELECT id FROM items WHERE folder_id=? AND name=?");
-  sd->ins = prep("INSERT INTO items(id, project_id, folder_id, name, status,"
+  sd->find = store_prep_locked("SELECT id FROM items WHERE folder_id=? AND name=?");
+  sd->ins = store_prep_locked("INSERT INTO items(id, project_id, folder_id, name, status,"
                  " doc, gen, created, updated) VALUES(?,?,?,?,?,?,?,?,?)");
   sd->next_id = scalar_ll("SELECT COALESCE(MAX(id), ?) + 1 FROM items",
                           ITEM_ID_BASE, 0);
@@ -769,7 +769,7 @@ static int check_limits(long long pid, long long fid, char *err, size_t errlen)
 
 static void set_status_locked(long long id, int status)
 {
-  sqlite3_stmt *st = prep("UPDATE items SET status=? WHERE id=?");
+  sqlite3_stmt *st = store_prep_locked("UPDATE items SET status=? WHERE id=?");
   sqlite3_bind_int(st, 1, status);
   sqlite3_bind_int64(st, 2, id);
   sqlite3_step(st);
