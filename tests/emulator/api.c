@@ -452,6 +452,30 @@ static void h_classes(const struct request *q, struct reply *r)
   reply_json(r, 200, page(data, 2));
 }
 
+/* Runs the UPDATE @p st (finalized here) once for each string in @p names,
+ * binding the @p nargs values @p args and then the name; returns the rows
+ * changed. */
+static long long update_by_names(sqlite3_stmt *st, const long long *args,
+                                 int nargs, json_t *names)
+{
+  long long n = 0;
+  size_t i;
+  json_t *v;
+  json_array_foreach(names, i, v) {
+    if(!json_is_string(v))
+      continue;
+    sqlite3_reset(st);
+    for(int k = 0; k < nargs; k++)
+      sqlite3_bind_int64(st, k + 1, args[k]);
+    sqlite3_bind_text(st, nargs + 1, json_string_value(v), -1,
+                      SQLITE_TRANSIENT);
+    sqlite3_step(st);
+    n += sqlite3_changes(emu.db);
+  }
+  sqlite3_finalize(st);
+  return n;
+}
+
 static void h_status_bulk(const struct request *q, struct reply *r)
 {
   struct project_row p;
@@ -489,20 +513,8 @@ static void h_status_bulk(const struct request *q, struct reply *r)
     sqlite3_exec(emu.db, "BEGIN", NULL, NULL, NULL);
     sqlite3_stmt *st = store_prep_locked(
         "UPDATE items SET status=?, updated=? WHERE folder_id=? AND name=?");
-    size_t i;
-    json_t *v;
-    json_array_foreach(names, i, v) {
-      if(!json_is_string(v))
-        continue;
-      sqlite3_reset(st);
-      sqlite3_bind_int64(st, 1, status);
-      sqlite3_bind_int64(st, 2, ts);
-      sqlite3_bind_int64(st, 3, fid);
-      sqlite3_bind_text(st, 4, json_string_value(v), -1, SQLITE_TRANSIENT);
-      sqlite3_step(st);
-      n += sqlite3_changes(emu.db);
-    }
-    sqlite3_finalize(st);
+    const long long args[] = {status, ts, fid};
+    n = update_by_names(st, args, 3, names);
     sqlite3_exec(emu.db, "COMMIT", NULL, NULL, NULL);
     reply_json(r, 200, json_pack("{s:b,s:I}", "success", 1, "updated", n));
   }
@@ -545,19 +557,8 @@ static void h_remove(const struct request *q, struct reply *r)
     sqlite3_stmt *st =
         store_prep_locked("UPDATE items SET doc=NULL, gen=0, status=1, updated=?"
                           " WHERE folder_id=? AND name=?");
-    size_t i;
-    json_t *v;
-    json_array_foreach(names, i, v) {
-      if(!json_is_string(v))
-        continue;
-      sqlite3_reset(st);
-      sqlite3_bind_int64(st, 1, ts);
-      sqlite3_bind_int64(st, 2, fid);
-      sqlite3_bind_text(st, 3, json_string_value(v), -1, SQLITE_TRANSIENT);
-      sqlite3_step(st);
-      n += sqlite3_changes(emu.db);
-    }
-    sqlite3_finalize(st);
+    const long long args[] = {ts, fid};
+    n = update_by_names(st, args, 2, names);
   }
   else {
     sqlite3_stmt *st = store_prep_locked("UPDATE items SET doc=NULL, gen=0, status=1,"
