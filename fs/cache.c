@@ -142,6 +142,14 @@ static int one_cb(void *ud, long long item_id, const char *json, size_t len)
     return 0;
 }
 
+/* Under st->mu: the mount has now served version (ms, status) of @p it. */
+static void served_locked(struct fs_item *it, int64_t ms, int status)
+{
+    it->served = 1;
+    it->served_ms = ms;
+    it->served_status = status;
+}
+
 int fs_doc_get(struct fs_state *st, struct fs_item *it, char **out, size_t *len,
                int mark_served)
 {
@@ -167,11 +175,8 @@ int fs_doc_get(struct fs_state *st, struct fs_item *it, char **out, size_t *len,
         *len = it->doc_len;
         st->own.cache_hits++;
         fs_lru_touch_locked(st, it);
-        if (mark_served) {
-            it->served = 1;
-            it->served_ms = ms;
-            it->served_status = status;
-        }
+        if (mark_served)
+            served_locked(it, ms, status);
         pthread_mutex_unlock(&st->mu);
         return 0;
     }
@@ -208,11 +213,8 @@ int fs_doc_get(struct fs_state *st, struct fs_item *it, char **out, size_t *len,
      * bytes of the current version with an older answer */
     if (it->ms == ms && it->status == status)
         fs_doc_put_locked(st, it, ms, status, c.out, c.len);
-    if (mark_served) {
-        it->served = 1;
-        it->served_ms = ms;
-        it->served_status = status;
-    }
+    if (mark_served)
+        served_locked(it, ms, status);
     pthread_mutex_unlock(&st->mu);
     *out = c.out;
     *len = c.len;
