@@ -826,6 +826,30 @@ static int op_release(const char *path, struct fuse_file_info *fi)
 
 /* ------------------------------------------------------------- truncate */
 
+/* fs_resolve for a path whose bytes are to change (truncate, unlink): none is
+ * ENOENT, a directory EISDIR, a frames view EACCES; 0 leaves an item or a
+ * scratch file in @p l. */
+static int resolve_file(struct fs_state *st, const char *path, struct fs_loc *l)
+{
+    int r = fs_resolve(st, path, l);
+    if (r)
+        return r;
+    switch (l->kind) {
+    case FS_K_NONE:
+        return -ENOENT;
+    case FS_K_TEAM:
+    case FS_K_PROJECT:
+    case FS_K_FOLDER:
+        return -EISDIR;
+    case FS_K_FRAMES:
+        return -EACCES;
+    case FS_K_SCRATCH:
+    case FS_K_ITEM:
+        break;
+    }
+    return 0;
+}
+
 static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 {
     struct fs_state *st = fs_st();
@@ -859,27 +883,16 @@ static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
     }
     if (!path)
         return -EBADF;
-    r = fs_resolve(st, path, &l);
+    r = resolve_file(st, path, &l);
     if (r)
         return r;
-    switch (l.kind) {
-    case FS_K_NONE:
-        return -ENOENT;
-    case FS_K_TEAM:
-    case FS_K_PROJECT:
-    case FS_K_FOLDER:
-        return -EISDIR;
-    case FS_K_FRAMES:
-        return -EACCES;
-    case FS_K_SCRATCH:
+    if (l.kind == FS_K_SCRATCH) {
         pthread_mutex_lock(&l.scr->mu);
         r = fs_buf_truncate(&l.scr->buf, size);
         clock_gettime(CLOCK_REALTIME, &l.scr->mtime);
         l.scr->ctime = l.scr->mtime;
         pthread_mutex_unlock(&l.scr->mu);
         return r;
-    case FS_K_ITEM:
-        break;
     }
     if ((r = check_writable(st, l.proj, path)))
         return r;
@@ -940,29 +953,18 @@ static int op_unlink(const char *path)
 {
     struct fs_state *st = fs_st();
     struct fs_loc l;
-    int r = fs_resolve(st, path, &l);
+    int r = resolve_file(st, path, &l);
     char *doc;
     size_t len;
 
     if (r)
         return r;
-    switch (l.kind) {
-    case FS_K_NONE:
-        return -ENOENT;
-    case FS_K_TEAM:
-    case FS_K_PROJECT:
-    case FS_K_FOLDER:
-        return -EISDIR;
-    case FS_K_FRAMES:
-        return -EACCES;
-    case FS_K_SCRATCH:
+    if (l.kind == FS_K_SCRATCH) {
         pthread_mutex_lock(&st->mu);
         if (l.scr->linked)
             fs_scratch_unlink_locked(st, l.scr);
         pthread_mutex_unlock(&st->mu);
         return 0;
-    case FS_K_ITEM:
-        break;
     }
     if ((r = check_writable(st, l.proj, path)))
         return r;
