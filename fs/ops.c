@@ -850,6 +850,16 @@ static int resolve_file(struct fs_state *st, const char *path, struct fs_loc *l)
     return 0;
 }
 
+static int truncate_scratch(struct fs_scratch *s, off_t size)
+{
+    pthread_mutex_lock(&s->mu);
+    int r = fs_buf_truncate(&s->buf, size);
+    clock_gettime(CLOCK_REALTIME, &s->mtime);
+    s->ctime = s->mtime;
+    pthread_mutex_unlock(&s->mu);
+    return r;
+}
+
 static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 {
     struct fs_state *st = fs_st();
@@ -864,12 +874,7 @@ static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
         case FS_H_FRAMES:
             return -EACCES;
         case FS_H_SCRATCH:
-            pthread_mutex_lock(&h->scr->mu);
-            r = fs_buf_truncate(&h->scr->buf, size);
-            clock_gettime(CLOCK_REALTIME, &h->scr->mtime);
-            h->scr->ctime = h->scr->mtime;
-            pthread_mutex_unlock(&h->scr->mu);
-            return r;
+            return truncate_scratch(h->scr, size);
         case FS_H_ITEM:
             if ((uint64_t)size > st->cfg->max_doc)
                 return -EFBIG;
@@ -886,14 +891,8 @@ static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
     r = resolve_file(st, path, &l);
     if (r)
         return r;
-    if (l.kind == FS_K_SCRATCH) {
-        pthread_mutex_lock(&l.scr->mu);
-        r = fs_buf_truncate(&l.scr->buf, size);
-        clock_gettime(CLOCK_REALTIME, &l.scr->mtime);
-        l.scr->ctime = l.scr->mtime;
-        pthread_mutex_unlock(&l.scr->mu);
-        return r;
-    }
+    if (l.kind == FS_K_SCRATCH)
+        return truncate_scratch(l.scr, size);
     if ((r = check_writable(st, l.proj, path)))
         return r;
     if (size == 0) {
