@@ -189,13 +189,13 @@ static json_t *folder_json_by(long long fid, long long pid, const char *name,
   sqlite3_stmt *st;
   if(name) {
     st = store_prep_locked("SELECT " FOLDER_COLS " FROM folders f WHERE f.project_id=?"
-              " AND f.name=?");
+                           " AND f.name=?");
     sqlite3_bind_int64(st, 1, pid);
     sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT);
   }
   else {
     st = store_prep_locked("SELECT " FOLDER_COLS " FROM folders f WHERE f.id=?"
-              " AND (?2 <= 0 OR f.project_id=?2)");
+                           " AND (?2 <= 0 OR f.project_id=?2)");
     sqlite3_bind_int64(st, 1, fid);
     sqlite3_bind_int64(st, 2, pid);
   }
@@ -385,7 +385,7 @@ static void h_delete_images(const struct request *q, struct reply *r)
   sqlite3_exec(emu.db, "BEGIN", NULL, NULL, NULL);
   sqlite3_stmt *di = store_prep_locked("DELETE FROM items WHERE folder_id=? AND project_id=?");
   sqlite3_stmt *df = store_prep_locked("DELETE FROM folders WHERE id=? AND project_id=?"
-                          " AND is_root=0");
+                                       " AND is_root=0");
   json_array_foreach(fids, i, v) {
     json_ll(v, &id);
     sqlite3_reset(di);
@@ -562,7 +562,7 @@ static void h_remove(const struct request *q, struct reply *r)
   }
   else {
     sqlite3_stmt *st = store_prep_locked("UPDATE items SET doc=NULL, gen=0, status=1,"
-                            " updated=? WHERE folder_id=?");
+                                         " updated=? WHERE folder_id=?");
     sqlite3_bind_int64(st, 1, ts);
     sqlite3_bind_int64(st, 2, fid);
     sqlite3_step(st);
@@ -894,7 +894,7 @@ static void h_item_get(const struct request *q, struct reply *r, long long id)
   if(pid <= 0)
     req_param_ll(q, "project_id", &pid);
   sqlite3_stmt *st = store_prep_locked("SELECT " ITEM_COLS " FROM items i WHERE i.id=?1"
-                          " AND (?2 <= 0 OR i.project_id=?2)");
+                                       " AND (?2 <= 0 OR i.project_id=?2)");
   sqlite3_bind_int64(st, 1, id);
   sqlite3_bind_int64(st, 2, pid);
   if(sqlite3_step(st) == SQLITE_ROW)
@@ -1127,7 +1127,7 @@ static int item_in_project(const struct request *q, struct reply *r,
   long long pid = 0;
   req_param_ll(q, "project_id", &pid);
   sqlite3_stmt *st = store_prep_locked("SELECT project_id FROM items WHERE id=?1"
-                          " AND (?2 <= 0 OR project_id=?2)");
+                                       " AND (?2 <= 0 OR project_id=?2)");
   sqlite3_bind_int64(st, 1, id);
   sqlite3_bind_int64(st, 2, pid);
   int ok = sqlite3_step(st) == SQLITE_ROW;

@@ -595,7 +595,7 @@ int store_item_doc_locked(long long item, long long pid, long long fid,
 long long store_item_doc_size_locked(long long item, long long pid, int *found)
 {
   sqlite3_stmt *st = store_prep_locked("SELECT length(doc), doc IS NULL, project_id"
-                          " FROM items WHERE id=?");
+                                       " FROM items WHERE id=?");
   sqlite3_bind_int64(st, 1, item);
   long long n = -1;
   *found = 0;
@@ -708,7 +708,7 @@ static void seeder_init(struct seeder *sd)
 {
   sd->find = store_prep_locked("SELECT id FROM items WHERE folder_id=? AND name=?");
   sd->ins = store_prep_locked("INSERT INTO items(id, project_id, folder_id, name, status,"
-                 " doc, gen, created, updated) VALUES(?,?,?,?,?,?,?,?,?)");
+                              " doc, gen, created, updated) VALUES(?,?,?,?,?,?,?,?,?)");
   sd->next_id = scalar_ll("SELECT COALESCE(MAX(id), ?) + 1 FROM items",
                           ITEM_ID_BASE, 0);
   sd->ts = store_next_ts_locked();
