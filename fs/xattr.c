@@ -279,6 +279,7 @@ int fs_op_setxattr(const char *path, const char *name, const char *value, size_t
     struct fs_state *st = fs_st();
     struct fs_loc l;
     char val[1024], cur[1024];
+    size_t raw_size = size; /* a scratch file's user.* value is kept as given */
     int r;
 
     if (local_ns(name) || strncmp(name, "user.", 5) || !strncmp(name, "user.safs.", 10))
@@ -367,7 +368,7 @@ int fs_op_setxattr(const char *path, const char *name, const char *value, size_t
         else
             r = fs_xattr_set_local(&l.scr->xattrs, name,
                                    !strcmp(name, X_STATUS) ? val : value,
-                                   !strcmp(name, X_STATUS) ? strlen(val) : size);
+                                   !strcmp(name, X_STATUS) ? strlen(val) : raw_size);
         pthread_mutex_unlock(&l.scr->mu);
         return r;
     }
