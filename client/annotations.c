@@ -621,6 +621,10 @@ static curl_mime *build_mime(CURL *h, void *ud)
     curl_mime *mime = curl_mime_init(h);
     if (!mime)
         return NULL;
+    /* part names as aiohttp writes them (api.md §10.3): '\' and '"'
+     * backslash-escaped; curl's default would send '"' as "%22", which the
+     * server takes as another item's name */
+    curl_easy_setopt(h, CURLOPT_MIME_OPTIONS, (long)CURLMIMEOPT_FORMESCAPE);
     for (size_t i = 0; i < m->k; i++) {
         struct sa_upload_doc *doc = &m->docs[m->idx[i]];
         curl_mimepart *part = curl_mime_addpart(mime);
@@ -843,6 +847,9 @@ enum sa_err sa_upload_annotations(struct sa_client *c, const struct sa_project *
         docs[i].detail[0] = '\0';
         if (!docs[i].name || !docs[i].name[0] || !docs[i].json)
             doc_fail(&docs[i], SA_ERR_INVAL, "no item name or no document");
+        else if (strpbrk(docs[i].name, "\r\n"))
+            /* cannot be written into a multipart part header */
+            doc_fail(&docs[i], SA_ERR_INVAL, "item name contains a line break");
     }
     idx = malloc(n * sizeof *idx);
     if (!idx) {
