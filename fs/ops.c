@@ -973,9 +973,6 @@ static int op_unlink(const char *path)
         pthread_mutex_unlock(&l.item->up_mu);
         return r;
     }
-    pthread_mutex_lock(&st->mu);
-    l.item->deleted_seq = ++st->seq;
-    pthread_mutex_unlock(&st->mu);
     if (!doc_is_empty(doc, len)) {
         char *iname, *fname;
         const char *names[1];
@@ -996,6 +993,10 @@ static int op_unlink(const char *path)
         fs_item_refetch(st, l.item);
     }
     pthread_mutex_lock(&st->mu);
+    /* handles open now are never uploaded, unless the delete failed (the
+     * item keeps its annotations: their writes must not be dropped) */
+    if (!r)
+        l.item->deleted_seq = ++st->seq;
     fs_doc_drop_locked(st, l.item);
     l.item->has_mtime = 0;
     l.item->kc = 0;
@@ -1148,6 +1149,14 @@ static int scratch_to_item(struct fs_state *st, struct fs_scratch *s, struct fs_
     if ((r = check_writable(st, it->folder->proj, to)))
         return r;
     pthread_mutex_lock(&s->mu);
+    if (s->buf.len > st->cfg->max_doc) {
+        /* never copied whole: the scratch keeps its bytes, nothing is lost */
+        len = s->buf.len;
+        pthread_mutex_unlock(&s->mu);
+        fs_log(st, LOG_ERR, "%s: %zu bytes is over max_doc (%llu bytes); the scratch file "
+                            "keeps them", to, len, (unsigned long long)st->cfg->max_doc);
+        return -EFBIG;
+    }
     r = fs_buf_copy(&s->buf, &data, &len);
     mtime = s->mtime;
     x = fs_xattr_find(s->xattrs, "user.superannotate.status");

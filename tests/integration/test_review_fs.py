@@ -1,5 +1,9 @@
 """Defects found in a review of fs/ (each test failed before its fix)."""
+import errno
+import json
 import os
+
+from harness import SUFFIX, errno_of
 
 V = "Demo Vector"
 
@@ -19,3 +23,51 @@ def test_scratch_user_xattr_kept_byte_for_byte(mount):
     os.setxattr(p, "user.nl", nl)
     assert os.getxattr(p, "user.nl") == nl
     os.unlink(p)
+
+
+def test_oversized_scratch_rename_is_efbig_without_copying_it(mount, emulator, api):
+    # A scratch file has no size limit (it is local); renaming one over
+    # max_doc onto an annotation must fail with EFBIG (the contract's errno
+    # for "over max_doc") before the daemon copies it into memory: a 64 GiB
+    # sparse scratch was malloc'd whole (ENOMEM, or the daemon filling RAM
+    # for sizes that fit). The scratch keeps its bytes; nothing is uploaded.
+    m = mount(V)
+    name = api.names(V)[0]
+    p = m.p("huge.tmp")
+    with open(p, "wb") as f:
+        f.write(b"{}")
+    os.truncate(p, 64 << 30)
+    emulator.reset_stats()
+    assert errno_of(lambda: os.rename(p, m.p(name + SUFFIX))) == errno.EFBIG
+    assert os.stat(p).st_size == 64 << 30
+    assert emulator.uploads() == 0
+    with open(m.p(name + SUFFIX), "rb") as f:
+        assert f.read(1) == b"{"
+    os.unlink(p)
+
+
+def test_failed_unlink_does_not_discard_open_writes(mount, emulator, api):
+    # unlink marked the item "deleted while open" BEFORE delete_annotations
+    # was sent; when that call failed (EIO) the item kept its annotations,
+    # but a handle opened before it then dropped its writes at close: close
+    # returned 0, nothing was uploaded, nothing went to the recovery folder.
+    docs = api.folder_documents(V, None)
+    name = [n for n, raw in docs.items() if json.loads(raw).get("instances")][0]
+    m = mount(V, opts={"timeout": "0.05"})
+    p = m.p(name + SUFFIX)
+    f = open(p, "r+b")
+    f.read()
+    emulator.faults({"method": "POST", "path": "/annotations/remove", "status": 503,
+                     "count": -1})
+    assert errno_of(lambda: os.unlink(p)) == errno.EIO
+    emulator.clear_faults()
+    assert json.loads(api.document_bytes(V, None, name)).get("instances")
+    doc = {"metadata": {"name": name}, "instances": [], "tags": ["kept"], "comments": []}
+    data = (json.dumps(doc, indent=4) + "\n").encode()
+    f.seek(0)
+    f.truncate()
+    f.write(data)
+    emulator.reset_stats()
+    f.close()
+    assert emulator.uploads() == 1, emulator.routes()
+    assert api.document(V, None, name)["tags"] == ["kept"]
