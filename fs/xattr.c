@@ -231,6 +231,18 @@ int fs_op_getxattr(const char *path, const char *name, char *value, size_t size)
         r = dir_attr(st, &l, name, buf, sizeof buf);
         return r ? r : reply(buf, strlen(buf), value, size);
     case FS_K_ITEM:
+        if (!strcmp(name, X_NAME)) {
+            /* a platform name may be longer than buf: reply with all of it */
+            char *s;
+            pthread_mutex_lock(&st->mu);
+            s = strdup(l.item->name ? l.item->name : "");
+            pthread_mutex_unlock(&st->mu);
+            if (!s)
+                return -ENOMEM;
+            r = reply(s, strlen(s), value, size);
+            free(s);
+            return r;
+        }
         r = item_attr(st, l.item, name, buf, sizeof buf);
         return r ? r : reply(buf, strlen(buf), value, size);
     case FS_K_FRAMES:

@@ -71,3 +71,16 @@ def test_failed_unlink_does_not_discard_open_writes(mount, emulator, api):
     f.close()
     assert emulator.uploads() == 1, emulator.routes()
     assert api.document(V, None, name)["tags"] == ["kept"]
+
+
+def test_long_item_name_xattr_is_whole(mount, emulator):
+    # user.superannotate.name is how a shortened file name (filesystem.md
+    # §1) tells its item's name: it was formatted into a 1024-byte buffer
+    # and silently cut for longer names
+    name = "l" * 1500 + ".jpg"
+    emulator.seed(V, folder="val", items=[name])
+    m = mount(V)
+    shown = [x for x in os.listdir(m.p("val")) if x.startswith("l" * 200)]
+    assert len(shown) == 1
+    got = os.getxattr(m.p("val", shown[0]), "user.superannotate.name")
+    assert got == name.encode()
