@@ -833,6 +833,14 @@ enum sa_err sa_delete_annotations(struct sa_client *c, long long project_id,
     for (size_t at = 0; at < n && e == SA_OK; at += 2000) {
         size_t k = n - at < 2000 ? n - at : 2000;
         json_t *arr = names_array(names + at, k);
+        if (arr && json_array_size(arr) == 0) {
+            /* every name was dropped (not UTF-8): an empty list must never
+             * go out, no names means the whole folder */
+            json_decref(arr);
+            sa_set_error("annotations/remove: no item name is valid UTF-8");
+            e = SA_ERR_INVAL;
+            break;
+        }
         json_t *b = json_pack("{s:o}", "image_names", arr);
         char *body = b ? sa_jdump(b) : NULL;
         json_decref(b);

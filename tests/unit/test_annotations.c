@@ -544,6 +544,20 @@ static void test_delete(void)
     where_free(&w);
 }
 
+static void test_delete_invalid_utf8_names(void)
+{
+    /* names that are not UTF-8 cannot go into JSON: never send an empty
+     * image_names list for them (no names means "the whole folder") */
+    struct where w;
+    where_get(C, "Demo Vector", "val", &w);
+    const char *names[] = {"bad\xff.jpg"};
+    emu_reset_stats(&E);
+    expect_err(SA_ERR_INVAL, sa_delete_annotations(C, w.p.id, w.f.id, names, 1));
+    fail_unless_msg(emu_count(&E, "POST /annotations/remove") == 0, "%lld removes",
+                    emu_count(&E, "POST /annotations/remove"));
+    where_free(&w);
+}
+
 static void test_delete_failed(void)
 {
     struct where w;
@@ -611,6 +625,7 @@ int main(void)
     t_run("upload_batching_names", test_upload_batching_names);
     t_run("upload_large", test_upload_large);
     t_run("delete", test_delete);
+    t_run("delete_invalid_utf8_names", test_delete_invalid_utf8_names);
     t_run("delete_failed", test_delete_failed);
     t_run("concurrent_downloads", test_concurrent_downloads);
     sa_client_free(C);
