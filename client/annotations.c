@@ -779,6 +779,8 @@ static enum sa_err upload_large(struct sa_client *c, const struct sa_project *p,
         /* never split a UTF-8 character */
         while (cut < doc->len && cut > at && ((unsigned char)doc->json[cut] & 0xC0) == 0x80)
             cut--;
+        if (cut == at) /* no character border in a whole part (not UTF-8) */
+            cut = at + PART_BYTES;
         size_t blen = 0;
         char *body = chunk_body(doc->json + at, cut - at, &blen);
         if (!body) {

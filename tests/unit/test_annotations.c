@@ -521,6 +521,28 @@ static void test_upload_large(void)
     where_free(&w);
 }
 
+static void test_upload_large_no_char_boundary(void)
+{
+    /* > 5 MiB of UTF-8 continuation bytes (not UTF-8): no character border
+     * to cut a part at. Each part must still move forward (no endless run of
+     * empty parts until the deadline). */
+    struct sa_client *c = emu_client(&E, NULL, 0.02, 0);
+    struct where w;
+    where_get(c, "Bench", "f", &w);
+    size_t pad = 16u * 1024 * 1024;
+    char *doc = make_doc(w.names[21], "", pad);
+    memset(strstr(doc, "ppp"), 0x80, pad);
+    struct sa_upload_doc u = {.item_id = w.ids[21], .name = w.names[21], .json = doc,
+                              .len = strlen(doc)};
+    emu_reset_stats(&E);
+    (void)sa_upload_annotations(c, &w.p, w.f.id, &u, 1, 1);
+    long long parts = emu_count(&E, "POST /api/v4/items/*");
+    fail_unless_msg(parts <= 4 + 2, "%lld v4 POSTs for a 16 MiB document", parts);
+    free(doc);
+    where_free(&w);
+    sa_client_free(c);
+}
+
 static void test_delete(void)
 {
     struct where w;
@@ -624,6 +646,7 @@ int main(void)
     t_run("upload_batching_size", test_upload_batching_size);
     t_run("upload_batching_names", test_upload_batching_names);
     t_run("upload_large", test_upload_large);
+    t_run("upload_large_no_char_boundary", test_upload_large_no_char_boundary);
     t_run("delete", test_delete);
     t_run("delete_invalid_utf8_names", test_delete_invalid_utf8_names);
     t_run("delete_failed", test_delete_failed);
