@@ -1272,6 +1272,9 @@ static int op_rename(const char *from, const char *to, unsigned int flags)
                    from, to);
             return -EPERM;
         }
+        /* a new scratch file: refused where files cannot be created */
+        if ((r = check_writable(st, a.proj, to)))
+            return r;
         return item_to_scratch(st, a.item, b.fold, b.leaf);
     case FS_K_SCRATCH:
         break;

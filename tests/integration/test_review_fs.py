@@ -84,3 +84,15 @@ def test_long_item_name_xattr_is_whole(mount, emulator):
     assert len(shown) == 1
     got = os.getxattr(m.p("val", shown[0]), "user.superannotate.name")
     assert got == name.encode()
+
+
+def test_multimodal_rename_to_scratch_is_erofs(mount, emulator):
+    # project-types.md: in a Multimodal project every change, a scratch file
+    # included, is EROFS; mv <annotation> <new name> made a scratch copy
+    m = mount("Demo Multimodal")
+    files = [n for n in os.listdir(m.path) if n.endswith(SUFFIX)]
+    assert files
+    assert errno_of(lambda: os.rename(m.p(files[0]), m.p("copy.tmp"))) == errno.EROFS
+    assert "copy.tmp" not in os.listdir(m.path)
+    assert files[0] in os.listdir(m.path)
+    assert emulator.writes() == 0
