@@ -454,11 +454,14 @@ void sa_client_free(struct sa_client *c)
         pthread_mutex_destroy(&c->pool_mu);
         pthread_cond_destroy(&c->pool_cv);
         pthread_mutex_destroy(&c->wf_mu);
-        for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
-            pthread_mutex_destroy(&c->share_mu[i]);
     }
+    /* curl_share_cleanup still calls our lock callback: the share's mutexes
+     * die after it */
     if (c->share)
         curl_share_cleanup(c->share);
+    if (c->pool)
+        for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+            pthread_mutex_destroy(&c->share_mu[i]);
     for (int i = 0; i < SA_WF_CACHE_N; i++)
         sa_workflow_clear(&c->wf_cache[i].wf);
     for (int i = 0; i < SA_SVC__COUNT; i++)
