@@ -63,9 +63,12 @@ void fs_recover(struct fs_state *st, const char *reason, struct fs_folder *f,
     gmtime_r(&now, &tm);
     strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
     snprintf(name, sizeof name, "%s_%s_", stamp, reason);
+    /* a concurrent re-list may rename (free) the project's or folder's name */
+    pthread_mutex_lock(&st->mu);
     add_part(name, sizeof name - 16, f ? f->proj->p.name : "unknown");
     add_part(name, sizeof name - 16, "_");
     add_part(name, sizeof name - 16, f ? (f->is_root ? "root" : f->name) : "root");
+    pthread_mutex_unlock(&st->mu);
     add_part(name, sizeof name - 16, "_");
     add_part(name, sizeof name - 16, fname ? fname : "unknown");
     for (int i = 0; i < 1000; i++) {

@@ -2,6 +2,8 @@
 import errno
 import json
 import os
+import threading
+import time
 
 from harness import SUFFIX, errno_of
 
@@ -96,3 +98,42 @@ def test_multimodal_rename_to_scratch_is_erofs(mount, emulator):
     assert "copy.tmp" not in os.listdir(m.path)
     assert files[0] in os.listdir(m.path)
     assert emulator.writes() == 0
+
+
+def test_stress_folder_renamed_on_platform_while_recovering(mount, api):
+    # fs_recover read the folder's (and project's) name without st->mu while
+    # a re-list that saw the folder renamed on the platform freed it: a
+    # heap-use-after-free in recovery.c's add_part (fails under the ASan
+    # build within seconds; the conftest turns a sanitizer report into a
+    # failure)
+    f0 = api.folder(V, "val")
+    pid = api.project(V)["id"]
+    name = api.names(V, "val")[0]
+    m = mount(V, opts={"cache_timeout": "0"})
+    fd = os.open(m.p("val", name + SUFFIX), os.O_RDWR)
+    stop = time.time() + 6
+    renames = [0]
+
+    def renamer():
+        while time.time() < stop:
+            renames[0] += 1
+            new = "val%d" % (renames[0] % 2) + "x" * 40
+            api.call("PUT", "folder/%d" % f0["id"], {"project_id": pid},
+                     {"id": f0["id"], "name": new, "project_id": pid})
+            os.listdir(m.path)  # the re-list replaces the folder's name
+
+    t = threading.Thread(target=renamer)
+    t.start()
+    saves = 0
+    try:
+        while time.time() < stop:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, b"x", 0)
+            # invalid JSON: refused (EINVAL) and saved to the recovery folder
+            assert errno_of(lambda: os.fsync(fd)) == errno.EINVAL
+            saves += 1
+    finally:
+        t.join()
+        os.close(fd)
+    assert saves > 10 and renames[0] > 10
+    assert len(os.listdir(m.recovery_dir)) == saves
