@@ -189,6 +189,12 @@ struct fs_state {
     int64_t started_ms;     /**< mount time: the team root's mtime */
 
     pthread_mutex_t mu;
+    /* Project, folder and item names replaced by a re-list (a rename on the
+     * platform): other threads read names without st->mu (log lines, the
+     * recovery folder), so an old name lives until unmount. Renames are
+     * rare; the list is freed by fs_tree_free. Under mu. */
+    char **retired_names;
+    size_t n_retired, cap_retired;
     uint64_t seq;
     pthread_mutex_t plist_mu;
     int plisted;

@@ -159,6 +159,33 @@ static void replace_str(char **dst, const char *src)
     *dst = src ? strdup(src) : NULL;
 }
 
+/* replace_str for names, under st->mu: the old string is retired, not
+ * freed (see fs_state.retired_names). */
+static int retire_locked(struct fs_state *st, char *old)
+{
+    if (!old)
+        return 0;
+    if (st->n_retired == st->cap_retired) {
+        size_t cap = st->cap_retired ? 2 * st->cap_retired : 16;
+        char **v = realloc(st->retired_names, cap * sizeof *v);
+        if (!v)
+            return -1;
+        st->retired_names = v;
+        st->cap_retired = cap;
+    }
+    st->retired_names[st->n_retired++] = old;
+    return 0;
+}
+
+static void rename_str_locked(struct fs_state *st, char **dst, const char *src)
+{
+    if (*dst && src && !strcmp(*dst, src))
+        return;
+    if (retire_locked(st, *dst))
+        return; /* out of memory: keep the old name rather than free it under a reader */
+    *dst = src ? strdup(src) : NULL;
+}
+
 static struct fs_folder *folder_new(struct fs_project *p, long long id, const char *name,
                                     int is_root)
 {
@@ -361,6 +388,11 @@ void fs_tree_free(struct fs_state *st)
     free(st->projects);
     free(st->src_project);
     free(st->src_folder);
+    for (size_t i = 0; i < st->n_retired; i++)
+        free(st->retired_names[i]);
+    free(st->retired_names);
+    st->retired_names = NULL;
+    st->n_retired = st->cap_retired = 0;
     while (st->graveyard) {
         struct fs_scratch *s = st->graveyard;
         st->graveyard = s->grave_next;
@@ -411,7 +443,7 @@ int fs_projects_refresh(struct fs_state *st, int force)
                     fs_log(st, LOG_INFO, "project \"%s\" is shown as \"%s\"", p->p.name,
                            p->dname);
             } else if (strcmp(p->p.name, l.v[i].name ? l.v[i].name : "")) {
-                replace_str(&p->p.name, l.v[i].name);
+                rename_str_locked(st, &p->p.name, l.v[i].name);
                 free(p->dname);
                 p->dname = fs_dir_name(p->p.name);
             }
@@ -478,7 +510,7 @@ int fs_project_refresh(struct fs_state *st, struct fs_project *p, int force)
                     fs_log(st, LOG_INFO, "folder \"%s\" of \"%s\" is shown as \"%s\"", f->name,
                            p->p.name, f->dname);
             } else if (strcmp(f->name, l.v[i].name ? l.v[i].name : "")) {
-                replace_str(&f->name, l.v[i].name);
+                rename_str_locked(st, &f->name, l.v[i].name);
                 free(f->dname);
                 f->dname = fs_dir_name(f->name);
             }
@@ -535,9 +567,9 @@ static struct fs_item *item_merge_locked(struct fs_state *st, struct fs_folder *
     if (!it->name || strcmp(it->name, si->name ? si->name : "")) {
         if (it->fname)
             fs_map_del(&f->by_fname, it->fname);
-        replace_str(&it->name, si->name ? si->name : "");
-        free(it->fname);
-        it->fname = fs_item_fname(it->name, f->proj->suffix);
+        rename_str_locked(st, &it->name, si->name ? si->name : "");
+        if (!retire_locked(st, it->fname))
+            it->fname = fs_item_fname(it->name, f->proj->suffix);
         if (it->fname && (strlen(it->fname) != strlen(it->name) + strlen(f->proj->suffix) ||
                           strncmp(it->fname, it->name, strlen(it->name))))
             fs_log(st, LOG_INFO, "item \"%s\" is shown as \"%s\"", it->name, it->fname);
