@@ -617,7 +617,7 @@ static int op_create(const char *path, mode_t mode, struct fuse_file_info *fi)
             return -EEXIST;
         return open_scratch(st, l.scr, path, fi);
     case FS_K_FRAMES:
-        return -EACCES;
+        return refuse(st, "create", path, EACCES, "the per-frame view is read-only");
     case FS_K_TEAM:
     case FS_K_PROJECT:
     case FS_K_FOLDER:

@@ -203,6 +203,8 @@ def test_frames_writes_refused(mount, emulator, api, tmp_path):
     for flags in (os.O_WRONLY, os.O_RDWR, os.O_WRONLY | os.O_TRUNC, os.O_RDONLY | os.O_TRUNC,
                   os.O_WRONLY | os.O_CREAT | os.O_TRUNC, os.O_WRONLY | os.O_APPEND):
         assert open_errno(p, flags) == errno.EACCES, flags
+    # every refusal has its log line (filesystem.md §6)
+    assert m.log().count("per-frame view is read-only") >= 6, m.log()[-2000:]
     src = tmp_path / "x.json"
     src.write_bytes(b"[]\n")
     r = run(["cp", str(src), p], check=False, timeout=60)
