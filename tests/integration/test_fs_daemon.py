@@ -279,17 +279,23 @@ def test_write_then_read_back_exact_bytes_and_mtime(mount, emulator, api):
     assert read(p) == data
 
 
+def points_doc(name, n, dy):
+    """A Vector document of @n point instances, 4-space indented (~150 bytes
+    an instance), for the big-document tests."""
+    inst = [{"type": "point", "x": i, "y": i + dy, "classId": 1, "className": "c",
+             "probability": 100, "creationType": "Manual", "attributes": []}
+            for i in range(n)]
+    return (json.dumps({"metadata": {"name": name}, "instances": inst, "tags": [],
+                        "comments": []}, indent=4) + "\n").encode()
+
+
 def test_large_write_spills_and_uploads_whole(mount, emulator, api):
     """A write buffer beyond a few MiB spills to an unlinked temp file under
     the cache directory; the document still uploads whole and reads back."""
     m = mount(V)
     name = api.names(V, "train")[0]
     p = m.p("train", name + SUFFIX)
-    inst = [{"type": "point", "x": i, "y": i + 0.25, "classId": 1, "className": "c",
-             "probability": 100, "creationType": "Manual", "attributes": []}
-            for i in range(60000)]
-    data = (json.dumps({"metadata": {"name": name}, "instances": inst, "tags": [],
-                        "comments": []}, indent=4) + "\n").encode()
+    data = points_doc(name, 60000, 0.25)
     assert len(data) > 8 << 20
     with open(p, "wb") as f:
         for off in range(0, len(data), 1 << 20):
@@ -349,11 +355,7 @@ def test_document_over_15_mib_takes_the_large_path(mount, emulator, api):
     m = mount(V)
     name = api.names(V, "val")[0]
     p = m.p("val", name + SUFFIX)
-    inst = [{"type": "point", "x": i, "y": i + 0.5, "classId": 1, "className": "c",
-             "probability": 100, "creationType": "Manual", "attributes": []}
-            for i in range(110000)]
-    data = (json.dumps({"metadata": {"name": name}, "instances": inst, "tags": [],
-                        "comments": []}, indent=4) + "\n").encode()
+    data = points_doc(name, 110000, 0.5)
     assert len(data) > 15 * 1024 * 1024
     emulator.reset_stats()
     with open(p, "wb") as f:
