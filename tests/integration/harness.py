@@ -53,6 +53,17 @@ def sh(script, timeout=60, check=True, **kw):
     return run(["bash", "-c", script], timeout=timeout, check=check, **kw)
 
 
+def terminate(proc, grace):
+    """SIGTERM, then SIGKILL if @proc has not exited within @grace seconds."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
 def need_programs():
     missing = [p for p in PROGRAMS if shutil.which(p) is None]
     if missing:
@@ -105,13 +116,7 @@ class Emulator:
             return ""
 
     def stop(self, check=True):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        terminate(self.proc, 10)
         self._log.close()
         if check:
             rep = sanitizer_report(self.log())
@@ -304,13 +309,7 @@ class Mount:
         """Forceful: lazy unmount, terminate, kill."""
         if os.path.ismount(self.path):
             subprocess.run(["fusermount3", "-uz", self.path], capture_output=True, timeout=60)
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        terminate(self.proc, 5)
         self.mounted = False
         if not self._log.closed:
             self._log.close()
