@@ -51,16 +51,12 @@ meson_stage() { # dir
     log="$dir/meson-logs/testlog.json"
     if [ -f "$log" ]; then
         local ok bad
-        ok=$($PY -c 'import json,sys
-n=0
+        read -r ok bad < <($PY -c 'import json,sys
+ok=bad=0
 for l in open(sys.argv[1]):
-    r=json.loads(l); n+= r["result"] in ("OK","EXPECTEDFAIL")
-print(n)' "$log")
-        bad=$($PY -c 'import json,sys
-n=0
-for l in open(sys.argv[1]):
-    r=json.loads(l); n+= r["result"] not in ("OK","EXPECTEDFAIL")
-print(n)' "$log")
+    good=json.loads(l)["result"] in ("OK","EXPECTEDFAIL")
+    ok+=good; bad+=not good
+print(ok, bad)' "$log")
         passed=$((passed + ok)); failed=$((failed + bad))
         [ "$bad" -eq 0 ] && [ $rc -eq 0 ] || stage_fail "unit:$dir"
         [ $rc -ne 0 ] && [ "$bad" -eq 0 ] && failed=$((failed + 1))
