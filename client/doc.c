@@ -849,6 +849,48 @@ static int ed_cmp(const void *a, const void *b)
     return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
+/* The text of @p buf with the edits applied, in position order (edits at
+ * one position in the order they were added), into *out (new). */
+static enum sa_err ed_apply(struct edits *e, const char *buf, size_t len, char **out,
+                            size_t *outlen)
+{
+    if (e->oom)
+        return SA_ERR_NOMEM;
+    if (e->n)
+        qsort(e->v, e->n, sizeof *e->v, ed_cmp);
+    size_t total = len;
+    for (size_t i = 0; i < e->n; i++)
+        total = total - e->v[i].del + e->v[i].inslen;
+    char *r = malloc(total + 1);
+    if (!r)
+        return SA_ERR_NOMEM;
+    size_t at = 0, o = 0;
+    for (size_t i = 0; i < e->n; i++) {
+        struct edit *d = &e->v[i];
+        memcpy(r + o, buf + at, d->pos - at);
+        o += d->pos - at;
+        memcpy(r + o, d->ins, d->inslen);
+        o += d->inslen;
+        at = d->pos + d->del;
+    }
+    memcpy(r + o, buf + at, len - at);
+    o += len - at;
+    r[o] = 0;
+    *out = r;
+    if (outlen)
+        *outlen = o;
+    return SA_OK;
+}
+
+static void ed_free(struct edits *e)
+{
+    for (size_t i = 0; i < e->n; i++)
+        free(e->v[i].ins);
+    free(e->v);
+    e->v = NULL;
+    e->n = e->cap = 0;
+}
+
 struct prep {
     struct ps p;
     struct edits ed;
@@ -1073,42 +1115,262 @@ enum sa_err sa_doc_prepare(const char *buf, size_t len, const char *name, const 
         rc = x.p.failed ? SA_ERR_INVAL : SA_ERR_NOMEM;
         goto out;
     }
-    if (x.ed.oom)
-        goto out;
-    if (x.ed.n)
-        qsort(x.ed.v, x.ed.n, sizeof *x.ed.v, ed_cmp);
-    size_t total = len;
-    for (size_t i = 0; i < x.ed.n; i++)
-        total = total - x.ed.v[i].del + x.ed.v[i].inslen;
-    char *r = malloc(total + 1);
-    if (!r)
-        goto out;
-    size_t at = 0, o = 0;
-    for (size_t i = 0; i < x.ed.n; i++) {
-        struct edit *e = &x.ed.v[i];
-        memcpy(r + o, buf + at, e->pos - at);
-        o += e->pos - at;
-        memcpy(r + o, e->ins, e->inslen);
-        o += e->inslen;
-        at = e->pos + e->del;
-    }
-    memcpy(r + o, buf + at, len - at);
-    o += len - at;
-    r[o] = 0;
-    *out = r;
-    if (outlen)
-        *outlen = o;
-    rc = SA_OK;
+    rc = ed_apply(&x.ed, buf, len, out, outlen);
 out:
     if (rc == SA_ERR_NOMEM && why && whylen)
         snprintf(why, whylen, "out of memory");
-    for (size_t i = 0; i < x.ed.n; i++)
-        free(x.ed.v[i].ins);
-    free(x.ed.v);
+    ed_free(&x.ed);
     free(qname);
     free(qemail);
     free(qla);
     return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* sa_doc_with_status                                                  */
+
+/* Is the validated string token tok[0..len) (quotes included) equal to
+ * s[0..slen) once decoded? */
+static bool str_tok_is(const char *tok, size_t len, bool esc, const char *s, size_t slen,
+                       bool *oom)
+{
+    if (!esc)
+        return len - 2 == slen && !memcmp(tok + 1, s, slen);
+    char small[256];
+    char *d = len - 2 <= sizeof small ? small : malloc(len - 2);
+    if (!d) {
+        *oom = true;
+        return false;
+    }
+    size_t dl = decode_str(tok + 1, len - 2, d);
+    bool eq = dl == slen && !memcmp(d, s, slen);
+    if (d != small)
+        free(d);
+    return eq;
+}
+
+struct wstat {
+    struct ps p;
+    struct edits ed;
+    const char *status; /* raw */
+    size_t slen;
+    const char *qstatus; /* quoted */
+};
+
+/* At a top-level "metadata" object: every "status" member whose value is
+ * not already the string @status gets it; none there: appended after the
+ * last member's value (or inside the empty braces). */
+static int ws_metadata(struct wstat *x)
+{
+    struct ps *p = &x->p;
+    size_t open = p->pos, last_end = 0;
+    p->pos++;
+    bool first = true, esc, has = false;
+    size_t ks, kl;
+    int r;
+    while ((r = it_obj(p, &first, &ks, &kl, &esc)) == 1) {
+        size_t vs = p->pos;
+        bool is_str = cur(p) == '"', vesc = false;
+        if (is_str ? scan_string(p, &vesc) : skip_value(p, 2))
+            return -1;
+        last_end = p->pos;
+        if (!key_is(p->s + ks, kl, esc, "status"))
+            continue;
+        has = true;
+        if (!is_str || !str_tok_is(p->s + vs, p->pos - vs, vesc, x->status, x->slen, &x->ed.oom))
+            ed_add(&x->ed, vs, p->pos - vs, x->qstatus);
+    }
+    if (r < 0)
+        return -1;
+    if (!has) {
+        struct obuf b = {0};
+        if (last_end)
+            ob_addc(&b, ',');
+        ob_adds(&b, "\"status\":");
+        ob_adds(&b, x->qstatus);
+        ob_addc(&b, 0);
+        if (b.oom)
+            x->ed.oom = true;
+        else
+            ed_add(&x->ed, last_end ? last_end : open + 1, 0, b.p);
+        free(b.p);
+    }
+    return 0;
+}
+
+static int ws_doc(struct wstat *x)
+{
+    struct ps *p = &x->p;
+    if (doc_begin(p))
+        return -1;
+    size_t open = p->pos;
+    p->pos++;
+    bool first = true, esc, any = false, has_meta = false;
+    size_t ks, kl;
+    int r;
+    while ((r = it_obj(p, &first, &ks, &kl, &esc)) == 1) {
+        any = true;
+        if (check_shape(p, p->s + ks, kl, esc))
+            return -1;
+        if (key_is(p->s + ks, kl, esc, "metadata")) {
+            has_meta = true;
+            if (ws_metadata(x))
+                return -1;
+        } else if (skip_value(p, 1)) {
+            return -1;
+        }
+    }
+    if (r < 0 || doc_end(p))
+        return -1;
+    if (!has_meta) {
+        struct obuf b = {0};
+        ob_adds(&b, "\"metadata\":{\"status\":");
+        ob_adds(&b, x->qstatus);
+        ob_addc(&b, '}');
+        if (any)
+            ob_addc(&b, ',');
+        ob_addc(&b, 0);
+        if (b.oom)
+            x->ed.oom = true;
+        else
+            ed_add(&x->ed, open + 1, 0, b.p);
+        free(b.p);
+    }
+    return 0;
+}
+
+enum sa_err sa_doc_with_status(const char *buf, size_t len, const char *status, char **out,
+                               size_t *outlen, char *why, size_t whylen)
+{
+    *out = NULL;
+    if (outlen)
+        *outlen = 0;
+    struct wstat x;
+    memset(&x, 0, sizeof x);
+    ps_init(&x.p, buf, len, why, whylen);
+    if (!status) {
+        if (why && whylen)
+            snprintf(why, whylen, "no status given");
+        return SA_ERR_INVAL;
+    }
+    enum sa_err rc = SA_ERR_NOMEM;
+    char *q = sa_json_quote(status);
+    if (!q)
+        goto out;
+    x.status = status;
+    x.slen = strlen(status);
+    x.qstatus = q;
+    if (ws_doc(&x)) {
+        rc = x.p.failed ? SA_ERR_INVAL : SA_ERR_NOMEM;
+        goto out;
+    }
+    rc = ed_apply(&x.ed, buf, len, out, outlen);
+out:
+    if (rc == SA_ERR_NOMEM && why && whylen)
+        snprintf(why, whylen, "out of memory");
+    ed_free(&x.ed);
+    free(q);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* sa_doc_is_empty                                                     */
+
+/* A top-level member other than metadata/version: its key (decoded), its
+ * place, and whether its value is empty. */
+struct topm {
+    const char *k; /* into the document, or new when escaped */
+    size_t kl, idx;
+    bool empty, owned;
+};
+
+static int topm_cmp(const void *a, const void *b)
+{
+    const struct topm *x = a, *y = b;
+    size_t n = x->kl < y->kl ? x->kl : y->kl;
+    int c = memcmp(x->k, y->k, n);
+    if (c)
+        return c;
+    if (x->kl != y->kl)
+        return x->kl < y->kl ? -1 : 1;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* At a value: is it [], {}, null or "" (whitespace inside brackets allowed)?
+ * Does not move; the caller still scans (and so validates) it. */
+static bool value_is_empty(const struct ps *p)
+{
+    const char *s = p->s;
+    size_t i = p->pos, n = p->len;
+    if (i >= n)
+        return false;
+    char c = s[i];
+    if (c == '[' || c == '{') {
+        i++;
+        while (i < n && (s[i] == ' ' || s[i] == '\n' || s[i] == '\r' || s[i] == '\t'))
+            i++;
+        return i < n && s[i] == (c == '[' ? ']' : '}');
+    }
+    if (c == '"')
+        return i + 1 < n && s[i + 1] == '"';
+    return n - i >= 4 && !memcmp(s + i, "null", 4);
+}
+
+int sa_doc_is_empty(const char *buf, size_t len)
+{
+    struct ps p;
+    ps_init(&p, buf, len, NULL, 0);
+    if (doc_begin(&p))
+        return -1;
+    p.pos++;
+    struct topm *v = NULL;
+    size_t n = 0, cap = 0;
+    bool first = true, esc;
+    size_t ks, kl;
+    int r, result = -1;
+    while ((r = it_obj(&p, &first, &ks, &kl, &esc)) == 1) {
+        bool meta = key_is(p.s + ks, kl, esc, "metadata") || key_is(p.s + ks, kl, esc, "version");
+        bool empty = value_is_empty(&p);
+        if (skip_value(&p, 1))
+            goto out;
+        if (meta)
+            continue;
+        if (n == cap) {
+            size_t nc = cap ? cap * 2 : 16;
+            struct topm *nv = realloc(v, nc * sizeof *nv);
+            if (!nv)
+                goto out;
+            v = nv;
+            cap = nc;
+        }
+        struct topm m = {p.s + ks + 1, kl - 2, n, empty, false};
+        if (esc) {
+            char *d = malloc(kl);
+            if (!d)
+                goto out;
+            m.kl = decode_str(p.s + ks + 1, kl - 2, d);
+            m.k = d;
+            m.owned = true;
+        }
+        v[n++] = m;
+    }
+    if (r < 0 || doc_end(&p))
+        goto out;
+    /* duplicate keys: the last one counts, as in Python's json.loads */
+    if (n > 1)
+        qsort(v, n, sizeof *v, topm_cmp);
+    result = 1;
+    for (size_t i = 0; i < n && result; i++) {
+        bool last = i + 1 == n || v[i + 1].kl != v[i].kl || memcmp(v[i + 1].k, v[i].k, v[i].kl);
+        if (last && !v[i].empty)
+            result = 0;
+    }
+out:
+    for (size_t i = 0; i < n; i++)
+        if (v[i].owned)
+            free((char *)v[i].k);
+    free(v);
+    return result;
 }
 
 /* ------------------------------------------------------------------ */

@@ -53,6 +53,30 @@ enum sa_err sa_doc_prepare(const char *buf, size_t len, const char *name, const 
                            int64_t ts_ms, int project_type, char **out, size_t *outlen,
                            char *why, size_t whylen);
 
+/** What the platform serves (api.md §11: "status … the server fills it"):
+ * the document with metadata.status = the JSON string of @p status (quoted
+ * by sa_json_quote's rules). Where the top-level metadata object has a
+ * `status` member (every one, if the key repeats) its value is replaced,
+ * unless it already is that string (compared decoded); otherwise
+ * `"status":…` is appended as metadata's last member, right after the last
+ * member's value; without metadata, `"metadata":{"status":…}` becomes the
+ * document's first member. Every other byte is kept (compact where spliced,
+ * verbatim elsewhere), so a document whose metadata.status already equals
+ * @p status comes back byte for byte. Validates as sa_doc_validate() does;
+ * a NULL @p status is SA_ERR_INVAL. The emulator serves exactly these
+ * bytes, so a client can compute what a download will return. */
+enum sa_err sa_doc_with_status(const char *buf, size_t len, const char *status, char **out,
+                               size_t *outlen, char *why, size_t whylen);
+
+/** Does the document hold no annotation? 1 if every top-level member other
+ * than `metadata` and `version` is absent, `[]`, `{}`, `null` or `""`
+ * (whitespace inside the brackets allowed; with repeated keys the last one
+ * counts, as in Python's json.loads); 0 if any holds something; -1 if the
+ * text is not a strict JSON object (as sa_doc_validate reads it, but without
+ * the shape rules: `"instances": {}` is simply empty) or memory ran out.
+ * Any formatting: indentation, CRLF, no final newline. */
+int sa_doc_is_empty(const char *buf, size_t len);
+
 /** Has the document changed? Compares @p a (e.g. what a program wrote) with
  * @p b (the platform's current document) after normalizing both as an
  * upload would (sa_doc_prepare's defaults) and dropping server-owned metadata:

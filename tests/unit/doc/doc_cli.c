@@ -2,6 +2,8 @@
  *   doc_cli pretty FILE      pretty-printed document on stdout
  *   doc_cli validate FILE    "ok" or the reason
  *   doc_cli equal A B TYPE   1, 0 or -1
+ *   doc_cli status FILE S    the document with metadata.status = S on stdout
+ *   doc_cli empty FILE       1, 0 or -1 (sa_doc_is_empty)
  * Exit 0 on success, 1 with the reason on stdout for an invalid document,
  * 2 on usage or I/O errors. */
 #include <stdio.h>
@@ -37,7 +39,8 @@ static char *slurp(const char *path, size_t *len)
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: doc_cli pretty|validate FILE | equal A B TYPE\n");
+        fprintf(stderr, "usage: doc_cli pretty|validate|empty FILE | equal A B TYPE | "
+                        "status FILE S\n");
         return 2;
     }
     size_t len;
@@ -65,6 +68,18 @@ int main(int argc, char **argv)
             printf("%s\n", why);
             rc = 1;
         }
+    } else if (!strcmp(argv[1], "status") && argc == 4) {
+        char *out = NULL;
+        size_t ol = 0;
+        if (sa_doc_with_status(d, len, argv[3], &out, &ol, why, sizeof why) == SA_OK) {
+            fwrite(out, 1, ol, stdout);
+        } else {
+            printf("%s\n", why);
+            rc = 1;
+        }
+        free(out);
+    } else if (!strcmp(argv[1], "empty")) {
+        printf("%d\n", sa_doc_is_empty(d, len));
     } else if (!strcmp(argv[1], "equal") && argc == 5) {
         size_t l2;
         char *d2 = slurp(argv[3], &l2);

@@ -13,6 +13,14 @@ usage: doc_vs_python.py DOC_CLI WORKDIR
    rules of sa/doc.h, nesting <= 512).
 3. equal: a document and a shuffled, re-spelled copy are equal; a copy with
    one value changed is not.
+4. status (sa_doc_with_status): the output read by json.loads with number
+   tokens kept as text and key order kept is the input's reading with
+   metadata.status set (appended last, or metadata first); where nothing was
+   replaced, removing the inserted bytes gives the input back; where the
+   status was already right, the output is the input.
+5. empty (sa_doc_is_empty): agrees with Python on documents in json.dump,
+   jq-style 2-space, 4-space, tab, CRLF, with and without a final newline,
+   and gives -1 exactly where Python cannot read an object.
 Fixed seed; every run of doc_cli has a timeout.
 """
 import json
@@ -248,6 +256,140 @@ for i in range(E):
     if out.strip() != b"0":
         fail(f"unequal #{i}: {out!r}")
 print(f"equal: {E} pairs")
+
+
+
+# 4. status
+def pairs(text):
+    """Key order and number spelling kept: objects as lists of pairs."""
+    return json.loads(text, object_pairs_hook=list, parse_float=str, parse_int=str,
+                      parse_constant=str)
+
+
+def with_status_ref(v, q):
+    """v as read by pairs(); q the status (a str). What the splice must give."""
+    if not any(k == "metadata" for k, _ in v):
+        return [("metadata", [("status", q)])] + v
+    out = []
+    for k, x in v:
+        if k == "metadata":
+            if any(mk == "status" for mk, _ in x):
+                x = [(mk, q if mk == "status" else mv) for mk, mv in x]
+            else:
+                x = x + [("status", q)]
+        out.append((k, x))
+    return out
+
+
+S = 500
+kinds = {"same": 0, "replace": 0, "append": 0, "create": 0}
+for i in range(S):
+    d = rdoc()
+    status = rng.choice(["NotStarted", "InProgress", "Completed", "Review", rstr().replace("\n", "")])
+    k = rng.random()
+    if "metadata" in d and k < 0.25:
+        d["metadata"]["status"] = status
+    elif "metadata" in d and k < 0.5:
+        d["metadata"]["status"] = rng.choice(["NotStarted", "Skipped", None, 5, [1], {"a": 1}])
+        if rng.random() < 0.5:  # status first, in the middle or last
+            m = d["metadata"]
+            items = list(m.items())
+            rng.shuffle(items)
+            d["metadata"] = dict(items)
+    style = i % 4
+    if style == 0:
+        text = json.dumps(d, ensure_ascii=False, separators=(",", ":"))
+    elif style == 1:
+        text = respace(json.dumps(d, ensure_ascii=False, separators=(",", ":")))
+    elif style == 2:
+        text = json.dumps(d, ensure_ascii=rng.random() < 0.5, indent=rng.choice([2, 4, "\t"]))
+    else:
+        text = json.dumps(d, ensure_ascii=False, indent=4).replace("\n", "\r\n") + "\r\n"
+    data = text.encode()
+    rc, out = run("status", put("s.json", data), status)
+    if rc != 0:
+        fail(f"status #{i}: rc={rc} {out[:200]!r}")
+        continue
+    try:
+        got = pairs(out.decode())
+    except ValueError as e:
+        fail(f"status #{i}: output is not JSON ({e}): {out[:300]!r}")
+        continue
+    want = with_status_ref(pairs(text), status)
+    if got != want:
+        fail(f"status #{i}:\ninput: {text[:300]!r}\n got: {out[:300]!r}")
+        continue
+    q = json.dumps(status, ensure_ascii=False).encode()
+    meta = d.get("metadata")
+    if meta is not None and meta.get("status", object()) == status:
+        kinds["same"] += 1
+        if out != data:
+            fail(f"status #{i}: already {status!r} but changed:\n{text[:300]!r}\n{out[:300]!r}")
+    elif meta is not None and "status" in meta:
+        kinds["replace"] += 1
+    else:
+        ins = [b'"metadata":{"status":' + q + b'},', b'"metadata":{"status":' + q + b'}'] \
+            if meta is None else [b',"status":' + q, b'"status":' + q]
+        kinds["create" if meta is None else "append"] += 1
+        if not any(ins_ in out and out.replace(ins_, b"", 1) == data for ins_ in ins):
+            fail(f"status #{i}: not the input plus one insertion:\n{text[:300]!r}\n{out[:300]!r}")
+print(f"status: {S} documents ({kinds})")
+
+
+# 5. empty
+def py_empty(data):
+    if not py_valid(data):
+        return -1
+    v = json.loads(data.decode())
+    return int(all(v[k] in ([], {}, None, "") and not isinstance(v[k], bool)
+                   for k in v if k not in ("metadata", "version")))
+
+
+EMPTY = [[], {}, None, ""]
+T = 600
+counts = {-1: 0, 0: 0, 1: 0}
+for i in range(T):
+    d = {}
+    if rng.random() < 0.8:
+        d["metadata"] = {"name": rstr(), "status": "NotStarted", "x": rval(2)}
+    if rng.random() < 0.3:
+        d["version"] = rng.choice(["1.0", [1], {"a": 1}])
+    full = rng.random() < 0.4
+    for key in rng.sample(["instances", "tags", "comments", "freeText", "x" + rstr()],
+                          rng.randint(0, 5)):
+        d[key] = rng.choice(EMPTY)
+    if full:
+        key = rng.choice(["instances", "tags", "comments", "freeText", "z"])
+        d[key] = rng.choice([[{"type": "bbox"}], ["tag"], [None], "text", 0, False, {"a": None},
+                             [[]], " "])
+    items = list(d.items())
+    rng.shuffle(items)
+    d = dict(items)
+    style = i % 6
+    if style == 0:
+        text = json.dumps(d)                       # json.dump, ", " and ": "
+    elif style == 1:
+        text = json.dumps(d, separators=(",", ":"))
+    elif style == 2:
+        text = json.dumps(d, indent=2, ensure_ascii=False) + "\n"  # jq
+    elif style == 3:
+        text = json.dumps(d, indent=4) + "\n"
+    elif style == 4:
+        text = (json.dumps(d, indent=2) + "\n").replace("\n", "\r\n")
+    else:
+        text = respace(json.dumps(d, indent="\t"))
+    data = text.encode()
+    if i % 5 == 4:  # a mutation now and then: -1 exactly when Python fails
+        b = bytearray(data)
+        pos = rng.randrange(len(b) + 1)
+        b[pos:pos + rng.randint(0, 2)] = rng.choice(MUT)
+        data = bytes(b)
+    want = py_empty(data)
+    rc, out = run("empty", put("e.json", data))
+    counts[want] += 1
+    if out.strip() != str(want).encode():
+        fail(f"empty #{i}: C {out.strip()!r}, Python {want}: {data[:300]!r}")
+print(f"empty: {T} documents (Python says {counts})")
 
 print("failures:", failures)
 sys.exit(1 if failures else 0)

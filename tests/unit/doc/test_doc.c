@@ -301,6 +301,152 @@ static void test_prepare(void)
     free(out);
 }
 
+static void expect_status(const char *in, const char *status, const char *want)
+{
+    char *out = NULL;
+    size_t ol = 0;
+    char why[256] = "";
+    enum sa_err e = sa_doc_with_status(in, strlen(in), status, &out, &ol, why, sizeof why);
+    CHECK(e == SA_OK && out && ol == strlen(out) && !strcmp(out, want),
+          "with_status %s [%s]\n got: [%s]\nwant: [%s] (%s)", in, status, out ? out : "(null)",
+          want, why);
+    if (out) {
+        CHECK(sa_doc_validate(out, ol, why, sizeof why) == SA_OK, "with_status output valid: %s",
+              why);
+        /* idempotent: a second pass changes nothing */
+        char *again = NULL;
+        size_t al = 0;
+        CHECK(sa_doc_with_status(out, ol, status, &again, &al, why, sizeof why) == SA_OK &&
+                  al == ol && !memcmp(again, out, ol),
+              "with_status twice: %s", again ? again : "(null)");
+        free(again);
+    }
+    free(out);
+}
+
+#define ST "\"status\":\"Completed\""
+
+static void test_with_status(void)
+{
+    /* no metadata: created as the first member */
+    expect_status("{}", "Completed", "{\"metadata\":{" ST "}}");
+    expect_status(" { \"tags\" : [ ] } ", "Completed", " {\"metadata\":{" ST "}, \"tags\" : [ ] } ");
+    /* metadata without status: appended after the last member's value */
+    expect_status("{\"metadata\":{}}", "Completed", "{\"metadata\":{" ST "}}");
+    expect_status("{\"metadata\": { } }", "Completed", "{\"metadata\": {" ST " } }");
+    expect_status("{\"metadata\": {\"name\": \"a\", \"width\": 12.30}, \"x\": 1E5}", "Completed",
+                  "{\"metadata\": {\"name\": \"a\", \"width\": 12.30," ST "}, \"x\": 1E5}");
+    expect_status("{\r\n    \"metadata\": {\r\n        \"name\": \"a\"\r\n    },\r\n    \"instances\": []\r\n}",
+                  "Completed",
+                  "{\r\n    \"metadata\": {\r\n        \"name\": \"a\"," ST "\r\n    },\r\n"
+                  "    \"instances\": []\r\n}");
+    expect_status("{\"instances\":[{\"status\":\"x\"}],\"metadata\":{\"a\":{\"status\":1}},\"t\":[]}\n",
+                  "Completed",
+                  "{\"instances\":[{\"status\":\"x\"}],\"metadata\":{\"a\":{\"status\":1}," ST
+                  "},\"t\":[]}\n");
+    /* replaced in place, the value token only */
+    expect_status("{\"metadata\": {\"status\": \"NotStarted\", \"name\": \"a\"}}", "Completed",
+                  "{\"metadata\": {\"status\": \"Completed\", \"name\": \"a\"}}");
+    expect_status("{\"metadata\":{\"status\":null}}", "Completed", "{\"metadata\":{" ST "}}");
+    expect_status("{\"metadata\":{\"status\":{\"a\":[1, 2]},\"b\":0}}", "Completed",
+                  "{\"metadata\":{" ST ",\"b\":0}}");
+    expect_status("{\"metadata\":{\"status\":\"A\",\"status\":\"Completed\"}}", "Completed",
+                  "{\"metadata\":{" ST "," ST "}}");
+    expect_status("{\"metadata\":{\"st\\u0061tus\":\"A\"}}", "Completed",
+                  "{\"metadata\":{\"st\\u0061tus\":\"Completed\"}}");
+    /* duplicate metadata: every occurrence */
+    expect_status("{\"metadata\":{\"status\":\"A\"},\"metadata\":{}}", "Completed",
+                  "{\"metadata\":{" ST "},\"metadata\":{" ST "}}");
+    /* already that status: the input, byte for byte (also when escaped) */
+    expect_status("{ \"metadata\" : { \"status\" : \"Completed\" } , \"n\": 1.50 }", "Completed",
+                  "{ \"metadata\" : { \"status\" : \"Completed\" } , \"n\": 1.50 }");
+    expect_status("{\"metadata\":{\"status\":\"Complet\\u0065d\"}}", "Completed",
+                  "{\"metadata\":{\"status\":\"Complet\\u0065d\"}}");
+    /* the status is quoted like sa_json_quote does */
+    expect_status("{\"metadata\":{\"status\":\"x\"}}", "In \"Q\"\\\n\x01\xC3\xA9",
+                  "{\"metadata\":{\"status\":\"In \\\"Q\\\"\\\\\\n\\u0001\xC3\xA9\"}}");
+    expect_status("{\"metadata\":{\"status\":\"x\"}}", "", "{\"metadata\":{\"status\":\"\"}}");
+    /* the skeleton with its own status is unchanged; with another, only the status moves */
+    char *sk = NULL;
+    size_t skl = 0;
+    CHECK(sa_doc_skeleton("a.jpg", "InProgress", 7, 8, &sk, &skl) == SA_OK, "skeleton");
+    expect_status(sk, "InProgress", sk);
+    char *sk2 = NULL;
+    CHECK(sa_doc_skeleton("a.jpg", "Returned", 7, 8, &sk2, NULL) == SA_OK, "skeleton 2");
+    expect_status(sk, "Returned", sk2);
+    free(sk);
+    free(sk2);
+    /* invalid input */
+    char *out = (char *)1;
+    size_t ol = 99;
+    char why[256] = "";
+    CHECK(sa_doc_with_status("{\"a\":}", 6, "S", &out, &ol, why, sizeof why) == SA_ERR_INVAL &&
+              !out && !ol && strstr(why, "line 1, column 6 (byte 5)"),
+          "with_status invalid: %s", why);
+    CHECK(sa_doc_with_status("{\"metadata\":[]}", 15, "S", &out, NULL, why, sizeof why) ==
+              SA_ERR_INVAL && strstr(why, "must be an object"),
+          "with_status shape: %s", why);
+    CHECK(sa_doc_with_status("{\"tags\":{}}", 11, "S", &out, NULL, why, sizeof why) ==
+              SA_ERR_INVAL && strstr(why, "must be an array"),
+          "with_status shape tags: %s", why);
+    CHECK(sa_doc_with_status("{} x", 4, "S", &out, NULL, why, sizeof why) == SA_ERR_INVAL,
+          "with_status trailing");
+    CHECK(sa_doc_with_status("[]", 2, "S", &out, NULL, why, sizeof why) == SA_ERR_INVAL,
+          "with_status array");
+    CHECK(sa_doc_with_status("{\"metadata\":{\"status\":\"x\"}}", 26, NULL, &out, NULL, why,
+                             sizeof why) == SA_ERR_INVAL && !out,
+          "with_status NULL status");
+}
+
+static int is_empty(const char *d)
+{
+    return sa_doc_is_empty(d, strlen(d));
+}
+
+static void test_is_empty(void)
+{
+    static const char *const empty[] = {
+        "{}",
+        " {\n} ",
+        "{\"metadata\":{\"name\":\"x\",\"status\":\"Completed\"},\"instances\":[],\"tags\":[],"
+        "\"comments\":[]}",
+        "{\"metadata\":{\"name\":\"x\"},\"version\":\"1.0\",\"instances\":[ \r\n ]}",
+        "{\r\n  \"metadata\": {\r\n    \"name\": \"x\"\r\n  },\r\n  \"instances\": [],\r\n"
+        "  \"tags\": []\r\n}\r\n",
+        "{\"freeText\":\"\",\"x\":null,\"y\":{ },\"instances\":{}}",
+        "{\"metadata\":{},\"metadata\":5,\"version\":[1]}",
+        "{\"tags\":[\"a\"],\"tags\":[]}",
+        "{\"t\\u0061gs\":[\"a\"],\"tags\":[]}",
+        "{\"metadata\":{\"instances\":[1]}}",
+        "{\"metad\\u0061ta\":{\"a\":1},\"v\\u0065rsion\":2}",
+    };
+    for (size_t i = 0; i < sizeof empty / sizeof *empty; i++)
+        CHECK(is_empty(empty[i]) == 1, "empty: %s", empty[i]);
+    static const char *const full[] = {
+        "{\"instances\":[{}]}",
+        "{\"tags\":[\"a\"]}",
+        "{\"comments\":[null]}",
+        "{\"x\":0}",
+        "{\"x\":false}",
+        "{\"x\":\" \"}",
+        "{\"x\":{\"a\":null}}",
+        "{\"tags\":[],\"tags\":[\"a\"]}",
+        "{\"metad\\u0061ta\":{\"a\":1},\"Metadata\":{\"a\":1}}",
+        "{\n    \"metadata\": {},\n    \"instances\": [\n        {\n            \"type\": \"bbox\"\n"
+        "        }\n    ]\n}",
+    };
+    for (size_t i = 0; i < sizeof full / sizeof *full; i++)
+        CHECK(is_empty(full[i]) == 0, "not empty: %s", full[i]);
+    static const char *const bad[] = {
+        "", "[]", "{\"a\":}", "{} x", "{\"a\":nul}", "{\"a\":nullx}", "{\"a\":[],}",
+        "{\"a\":\"\\x\"}", "\xEF\xBB\xBF{}", "{\"a\":[}", "null",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        CHECK(is_empty(bad[i]) == -1, "invalid: %s", bad[i]);
+    CHECK(sa_doc_is_empty(NULL, 0) == -1, "NULL");
+    CHECK(sa_doc_is_empty("{}xyz", 2) == 1, "length respected");
+}
+
 static int eq(const char *a, const char *b, int type)
 {
     return sa_doc_equal(a, strlen(a), b, strlen(b), type);
@@ -523,6 +669,8 @@ int main(int argc, char **argv)
     test_prepare();
     test_equal();
     test_meta_skeleton_quote();
+    test_with_status();
+    test_is_empty();
     if (!quick)
         test_big();
     printf("%d checks, %d failures\n", checks, failures);
