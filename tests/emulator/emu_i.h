@@ -93,6 +93,7 @@ struct emu {
   int delete_polls;
   int quiet;
   long long max_body;
+  int ms_timestamps; /* --ms-timestamps: real milliseconds, else .000Z */
   volatile int latency_ms;
 
   sqlite3 *db;
@@ -102,9 +103,23 @@ struct emu {
 extern struct emu emu;
 
 /* ---- utilities (util.c) ----------------------------------------------- */
+/** The emulator's clock (epoch ms): real time, or frozen, or moved forward
+ * by the control plane (POST /_emulator/clock). Every timestamp the
+ * emulator stores or sends comes from it, the HTTP Date header too. */
 long long now_ms(void);
-/** Formats epoch ms as YYYY-MM-DDTHH:MM:SS.mmmZ into out (>= 32 bytes). */
+/** The clock's time into *now; returns 1 if it is frozen. */
+int clock_state(long long *now);
+void clock_freeze(long long ms);   /* stands at ms until changed */
+void clock_advance(long long ms);  /* forward by ms, frozen or running */
+void clock_real(void);             /* back to real time */
+/** Monotonic ms, for durations only (never a timestamp). */
+long long mono_ms(void);
+/** Formats epoch ms as YYYY-MM-DDTHH:MM:SS.mmmZ into out (>= 32 bytes);
+ * mmm is 000 unless --ms-timestamps. */
 void fmt_ts(long long ms, char *out);
+/** RFC 7231 IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT") into out
+ * (>= 30 bytes). */
+void fmt_http_date(long long ms, char *out);
 json_t *json_ts(long long ms);
 /** Percent-decodes s[0..n) ('+' as space when plus); new string. */
 char *url_decode(const char *s, size_t n, int plus);
@@ -149,7 +164,9 @@ void store_close(void);
 /** Wipes everything and runs the CLI seeds. */
 int store_reset(char *err, size_t errlen);
 int store_run_cli_seeds(char *err, size_t errlen);
-/** A fresh timestamp, strictly greater than any handed out before. */
+/** A fresh timestamp from the clock: whole seconds (it repeats within a
+ * second); with --ms-timestamps real ms, strictly greater than any handed
+ * out before (+1 ms when the clock has not moved). */
 long long store_next_ts_locked(void);
 /** A prepared statement on emu.db; aborts with the SQL on a bad statement. */
 sqlite3_stmt *store_prep_locked(const char *sql);

@@ -268,6 +268,13 @@ static enum MHD_Result send_reply(struct MHD_Connection *c, struct reply *r,
     return MHD_NO;
   MHD_add_response_header(resp, "Content-Type",
                           r->ctype ? r->ctype : "application/json");
+  /* the emulator's clock, not the machine's. MHD 0.9.75 adds its own Date
+   * only when the response has none; the daemon runs with
+   * MHD_USE_SUPPRESS_DATE_NO_CLOCK, so MHD's own answers (bad requests)
+   * carry no machine-clock Date either: exactly one Date, ours */
+  char date[32];
+  fmt_http_date(now_ms(), date);
+  MHD_add_response_header(resp, MHD_HTTP_HEADER_DATE, date);
   if(r->retry_after > 0) {
     char ra[32];
     snprintf(ra, sizeof ra, "%d", r->retry_after);
@@ -484,6 +491,48 @@ static void requests_reset(void)
 
 static int cli_latency;
 
+/* The latest time fmt_ts can write: 9999-12-31T23:59:59.999Z. */
+#define CLOCK_MAX_MS 253402300799999LL
+
+static void control_clock(const struct request *q, struct reply *r, int post)
+{
+  long long now;
+  if(post) {
+    json_error_t jerr;
+    json_t *b = json_loadb(q->body, q->body_len, 0, &jerr);
+    json_t *fz = json_object_get(b, "freeze_ms");
+    json_t *adv = json_object_get(b, "advance_ms");
+    json_t *real = json_object_get(b, "real");
+    clock_state(&now);
+    int ok = json_is_object(b) && json_object_size(b) == 1;
+    if(ok && fz)
+      ok = json_is_integer(fz) && json_integer_value(fz) >= 0 &&
+           json_integer_value(fz) <= CLOCK_MAX_MS;
+    else if(ok && adv)
+      ok = json_is_integer(adv) && json_integer_value(adv) >= 0 &&
+           json_integer_value(adv) <= CLOCK_MAX_MS - now;
+    else if(ok)
+      ok = json_is_true(real);
+    if(!ok) {
+      json_decref(b);
+      reply_error(r, 400, "body must be one of {\"freeze_ms\": N}, "
+                          "{\"advance_ms\": N} (N >= 0, up to year 9999), "
+                          "{\"real\": true}");
+      return;
+    }
+    if(fz)
+      clock_freeze(json_integer_value(fz));
+    else if(adv)
+      clock_advance(json_integer_value(adv));
+    else
+      clock_real();
+    json_decref(b);
+  }
+  int frozen = clock_state(&now);
+  reply_json(r, 200, json_pack("{s:I,s:b}", "now_ms", (json_int_t)now,
+                               "frozen", frozen));
+}
+
 static void control(const struct request *q, struct reply *r)
 {
   const char *m = q->method, *p = q->path + strlen("/_emulator");
@@ -542,6 +591,7 @@ static void control(const struct request *q, struct reply *r)
     stats_reset();
     requests_reset();
     emu.latency_ms = cli_latency;
+    clock_real();
     if(store_reset(err, sizeof err))
       reply_error(r, 500, "reset failed: %s", err);
     else
@@ -559,6 +609,8 @@ static void control(const struct request *q, struct reply *r)
     }
     json_decref(b);
   }
+  else if((get || post) && !strcmp(p, "/clock"))
+    control_clock(q, r, post);
   else if(get && !strcmp(p, "/health"))
     reply_json(r, 200, json_pack("{s:b,s:i}", "ok", 1, "port", emu.port));
   else
@@ -581,7 +633,7 @@ static void *uri_log(void *cls, const char *uri, struct MHD_Connection *c)
   if(!cr)
     abort();
   cr->uri = strdup(uri ? uri : "/");
-  cr->t0 = now_ms();
+  cr->t0 = mono_ms();
   return cr;
 }
 
@@ -673,7 +725,7 @@ static enum MHD_Result handle(struct MHD_Connection *c, struct conn_req *cr,
   if(!emu.quiet)
     fprintf(stderr, "sa-emulator: %s %s%s%s -> %d%s (%lld ms)\n", method,
             q.path, q.query[0] ? "?" : "", q.query, r.status,
-            drop ? " dropped" : "", now_ms() - cr->t0);
+            drop ? " dropped" : "", mono_ms() - cr->t0);
   enum MHD_Result ret = send_reply(c, &r, drop);
   free(r.body);
   if(r.stream)
@@ -725,7 +777,8 @@ static void usage(FILE *f)
           "usage: sa-emulator [--port N|0] [--port-file F] [--db PATH]\n"
           "         [--token T]... [--seed demo] [--seed-items PROJECT/FOLDER=N]...\n"
           "         [--latency-ms N] [--large-threshold BYTES] [--stream-batch N]\n"
-          "         [--delete-polls K] [--max-body BYTES] [--quiet]\n"
+          "         [--delete-polls K] [--max-body BYTES] [--ms-timestamps]\n"
+          "         [--quiet]\n"
           "Serves the SuperAnnotate API on 127.0.0.1 (see README.md).\n");
 }
 
@@ -805,6 +858,7 @@ int main(int argc, char **argv)
       {"stream-batch", required_argument, NULL, 'b'},
       {"delete-polls", required_argument, NULL, 'k'},
       {"max-body", required_argument, NULL, 'm'},
+      {"ms-timestamps", no_argument, NULL, 'M'},
       {"quiet", no_argument, NULL, 'q'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
@@ -858,6 +912,9 @@ int main(int argc, char **argv)
     case 'm':
       emu.max_body = parse_ll("--max-body", optarg, 1);
       break;
+    case 'M':
+      emu.ms_timestamps = 1;
+      break;
     case 'q':
       emu.quiet = 1;
       break;
@@ -882,14 +939,14 @@ int main(int argc, char **argv)
   stats_routes = json_object();
 
   char err[512];
-  long long t0 = now_ms();
+  long long t0 = mono_ms();
   if(store_open(emu.db_path, err, sizeof err) ||
      store_run_cli_seeds(err, sizeof err)) {
     fprintf(stderr, "sa-emulator: %s\n", err);
     return 1;
   }
   if(emu.seed_demo || emu.nseeds)
-    fprintf(stderr, "sa-emulator: seeded in %lld ms\n", now_ms() - t0);
+    fprintf(stderr, "sa-emulator: seeded in %lld ms\n", mono_ms() - t0);
 
   signal(SIGPIPE, SIG_IGN);
   sigset_t set;
@@ -905,7 +962,7 @@ int main(int argc, char **argv)
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   struct MHD_Daemon *d = MHD_start_daemon(
       MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-          MHD_USE_POLL | MHD_USE_ERROR_LOG,
+          MHD_USE_POLL | MHD_USE_ERROR_LOG | MHD_USE_SUPPRESS_DATE_NO_CLOCK,
       (uint16_t)emu.port, NULL, NULL, on_access, NULL, MHD_OPTION_SOCK_ADDR,
       (struct sockaddr *)&addr, MHD_OPTION_URI_LOG_CALLBACK, uri_log, NULL,
       MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,

@@ -123,7 +123,12 @@ static long long scalar_ll(const char *sql, long long a, long long b)
 long long store_next_ts_locked(void)
 {
   long long t = now_ms();
-  if(t <= emu.last_ms)
+  if(!emu.ms_timestamps) {
+    /* what the platform sends: whole seconds, so two changes within one
+     * second carry the same updatedAt */
+    t -= ((t % 1000) + 1000) % 1000;
+  }
+  else if(t <= emu.last_ms)
     t = emu.last_ms + 1;
   emu.last_ms = t;
   return t;

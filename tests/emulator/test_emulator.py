@@ -25,6 +25,7 @@ BINARY = os.environ.get("SA_EMULATOR",
 TOKEN = "emulator-token=1"
 DELIM = b"\\n;)\\n"
 TS_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+SEC_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.000Z$")
 
 
 class Emulator:
@@ -154,6 +155,26 @@ def parse_stream(data):
         assert text[pos:pos + 6] == "\\n;)\\n", text[pos:pos + 20]
         pos += 6
     return out
+
+
+class frozen_clock:
+    """with frozen_clock(emu, ms): the emulator's clock stands at ms (None:
+    now) inside, and is back to real time after, whatever happens."""
+
+    def __init__(self, emu, ms=None):
+        self.emu, self.ms = emu, ms
+
+    def __enter__(self):
+        if self.ms is None:
+            self.ms = self.emu.control("GET", "clock")["now_ms"]
+        self.emu.control("POST", "clock", {"freeze_ms": self.ms})
+        return self
+
+    def advance(self, ms):
+        return self.emu.control("POST", "clock", {"advance_ms": ms})["now_ms"]
+
+    def __exit__(self, *exc):
+        self.emu.control("POST", "clock", {"real": True})
 
 
 def multipart(parts, boundary="emuBoundary7MA4YWxk"):
@@ -517,9 +538,16 @@ def seed_upload_targets(emu, project="Up", names=None):
 
 
 def test_upload_byte_exact(emu):
-    s = seed_upload_targets(emu)
-    pid, fid, ids = s["project_id"], s["folder_id"], s["items"]
-    before = {i["name"]: i["updatedAt"] for i in emu.search(pid, fid)["data"]}
+    with frozen_clock(emu) as clock:
+        s = seed_upload_targets(emu)
+        pid, fid, ids = s["project_id"], s["folder_id"], s["items"]
+        before = {i["name"]: i["updatedAt"]
+                  for i in emu.search(pid, fid)["data"]}
+        clock.advance(1000)
+        upload_byte_exact(emu, pid, fid, ids, before)
+
+
+def upload_byte_exact(emu, pid, fid, ids, before):
     doc_a = (b'{"metadata": {"name": "a.jpg"}, "instances": [{"type": "bbox",'
              b' "points": {"x1": 12.3, "y1": 0.1, "x2": 1e-7, "y2": 340.55},'
              b' "big": 123456789012345678901234567890}], "tags": ["\\u00fc"]}')
@@ -551,7 +579,7 @@ def test_upload_byte_exact(emu):
     assert one == doc_a
     after = {i["name"]: i["updatedAt"] for i in emu.search(pid, fid)["data"]}
     for n in order:
-        assert TS_RE.match(after[n]) and after[n] > before[n]
+        assert SEC_RE.match(after[n]) and after[n] > before[n]
     # the status is not changed by an upload (the client sets it)
     assert {i["annotation_status"] for i in emu.search(pid, fid)["data"]} == {1}
 
@@ -588,7 +616,9 @@ def test_upload_malformed(emu, body, ctype):
     assert emu.json("GET", "/user/ME")["id"]
 
 
-def test_updated_at_moves_with_ms(emu):
+def test_updated_at_moves_with_ms(fresh):
+    """--ms-timestamps: real milliseconds, strictly increasing."""
+    emu = fresh("--ms-timestamps")
     s = emu.control("POST", "seed", {"project": "Clock", "items": ["c.jpg"]})
     pid, fid, iid = s["project_id"], s["folder_id"], s["items"]["c.jpg"]
     seen = []
@@ -646,7 +676,9 @@ def test_delete_annotations(emu):
         pid, fid, [{"name": {"$in": ["x.jpg", "y.jpg"]}}])["data"]} == {2}
     before = emu.json("GET", "/api/v1/items/%d" % ids["x.jpg"])["updatedAt"]
     url = "/annotations/remove?project_id=%d&folder_id=%d&team_id=1" % (pid, fid)
-    r = emu.json("POST", url, {"image_names": ["x.jpg"]})
+    with frozen_clock(emu) as clock:
+        clock.advance(1000)  # whole-second updatedAt: make sure it moves
+        r = emu.json("POST", url, {"image_names": ["x.jpg"]})
     poll = r["poll_id"]
     st = "/annotations/getRemoveStatus?project_id=%d&poll_id=%d&team_id=1" % (
         pid, poll)

@@ -1,9 +1,10 @@
 /** @file
- * Small helpers: byte buffers, replies, timestamps, URL/base64 decoding,
- * UTF-8.
+ * Small helpers: byte buffers, replies, the clock and timestamps,
+ * URL/base64 decoding, UTF-8.
  */
 #include "emu_i.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,24 +114,116 @@ void reply_raw(struct reply *r, int status, const char *ctype,
   r->ctype = ctype;
 }
 
-long long now_ms(void)
+/* ---- the emulator's clock ------------------------------------------------ */
+static pthread_mutex_t clock_lock = PTHREAD_MUTEX_INITIALIZER;
+static int clock_frozen;
+static long long clock_at;     /* frozen: the time it stands at */
+static long long clock_offset; /* running: added to the real time */
+
+static long long real_ms(void)
 {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+long long now_ms(void)
+{
+  long long t;
+  pthread_mutex_lock(&clock_lock);
+  t = clock_frozen ? clock_at : real_ms() + clock_offset;
+  pthread_mutex_unlock(&clock_lock);
+  return t;
+}
+
+int clock_state(long long *now)
+{
+  pthread_mutex_lock(&clock_lock);
+  int frozen = clock_frozen;
+  *now = frozen ? clock_at : real_ms() + clock_offset;
+  pthread_mutex_unlock(&clock_lock);
+  return frozen;
+}
+
+void clock_freeze(long long ms)
+{
+  pthread_mutex_lock(&clock_lock);
+  clock_frozen = 1;
+  clock_at = ms;
+  clock_offset = 0;
+  pthread_mutex_unlock(&clock_lock);
+}
+
+void clock_advance(long long ms)
+{
+  pthread_mutex_lock(&clock_lock);
+  if(clock_frozen)
+    clock_at += ms;
+  else
+    clock_offset += ms;
+  pthread_mutex_unlock(&clock_lock);
+}
+
+void clock_real(void)
+{
+  pthread_mutex_lock(&clock_lock);
+  clock_frozen = 0;
+  clock_at = clock_offset = 0;
+  pthread_mutex_unlock(&clock_lock);
+}
+
+long long mono_ms(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* floor division: whole seconds and ms of a (possibly negative) epoch ms */
+static void split_ms(long long ms, time_t *sec, int *rest)
+{
+  long long s = ms / 1000, r = ms % 1000;
+  if(r < 0) {
+    s--;
+    r += 1000;
+  }
+  *sec = (time_t)s;
+  *rest = (int)r;
+}
+
 void fmt_ts(long long ms, char *out)
 {
-  time_t sec = (time_t)(ms / 1000);
+  time_t sec;
+  int rest;
+  split_ms(ms, &sec, &rest);
   struct tm tm;
   gmtime_r(&sec, &tm);
   char tmp[96];
   snprintf(tmp, sizeof tmp, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
            tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-           tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+           tm.tm_min, tm.tm_sec, emu.ms_timestamps ? rest : 0);
   memcpy(out, tmp, 25);
   out[24] = '\0';
+}
+
+void fmt_http_date(long long ms, char *out)
+{
+  static const char *const wd[] = {"Sun", "Mon", "Tue", "Wed",
+                                   "Thu", "Fri", "Sat"};
+  static const char *const mon[] = {"Jan", "Feb", "Mar", "Apr",
+                                    "May", "Jun", "Jul", "Aug",
+                                    "Sep", "Oct", "Nov", "Dec"};
+  time_t sec;
+  int rest;
+  split_ms(ms, &sec, &rest);
+  struct tm tm;
+  gmtime_r(&sec, &tm);
+  char tmp[96];
+  snprintf(tmp, sizeof tmp, "%s, %02d %s %04d %02d:%02d:%02d GMT",
+           wd[tm.tm_wday % 7], tm.tm_mday, mon[tm.tm_mon % 12],
+           tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+  memcpy(out, tmp, 29);
+  out[29] = '\0';
 }
 
 json_t *json_ts(long long ms)
