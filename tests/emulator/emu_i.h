@@ -231,8 +231,6 @@ int store_seed_demo(char *err, size_t errlen);
 /** Deterministic generated Vector document for seeded bench items. */
 char *gen_vector_doc(long long item_id, const char *name, long long pid,
                      const char *status, size_t *len);
-char *skeleton_doc(const char *name, const char *status, long long pid,
-                   long long id, size_t *len);
 
 /* ---- API (api.c) ------------------------------------------------------ */
 /** Routes an authenticated API request. Returns 0 if no route matched. */

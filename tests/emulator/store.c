@@ -8,6 +8,8 @@
  */
 #include "emu_i.h"
 
+#include "sa/doc.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -299,27 +301,13 @@ json_t *store_item_json_locked(sqlite3_stmt *st)
 }
 
 /* ---- documents ----------------------------------------------------------- */
+/* A JSON string, quoted as the client does (sa/doc.h); new. */
 static char *json_quote(const char *s)
 {
-  json_t *v = json_string_lossy(s, strlen(s));
-  char *q = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-  json_decref(v);
+  char *q = sa_json_quote(s);
+  if(!q)
+    abort();
   return q;
-}
-
-char *skeleton_doc(const char *name, const char *status, long long pid,
-                   long long id, size_t *len)
-{
-  struct buf b = {0};
-  char *qn = json_quote(name);
-  buf_printf(&b,
-             "{\"metadata\":{\"name\":%s,\"height\":null,\"width\":null,"
-             "\"status\":\"%s\",\"pinned\":false,\"annotatorEmail\":null,"
-             "\"qaEmail\":null,\"projectId\":%lld,\"id\":%lld},"
-             "\"instances\":[],\"tags\":[],\"comments\":[]}",
-             qn, status, pid, id);
-  free(qn);
-  return buf_take(&b, len);
 }
 
 static unsigned long long rng_next(unsigned long long *s)
@@ -557,6 +545,25 @@ static char *gen_other_doc(int type, long long id, const char *name,
   return buf_take(&b, len);
 }
 
+/* The served form of a stored document: metadata.status = the item's
+ * current status name (api.md §11, "the server fills it"), spliced by the
+ * client's own sa_doc_with_status so a client can compute the same bytes.
+ * A stored text that is not a valid document (a raw_documents seed) is
+ * served as it is. */
+static void fill_status(char **doc, size_t *len, const char *status)
+{
+  char *out = NULL;
+  size_t ol = 0;
+  enum sa_err e = sa_doc_with_status(*doc, *len, status, &out, &ol, NULL, 0);
+  if(e == SA_ERR_NOMEM)
+    abort();
+  if(e != SA_OK)
+    return;
+  free(*doc);
+  *doc = out;
+  *len = ol;
+}
+
 int store_item_doc_locked(long long item, long long pid, long long fid,
                           char **doc, size_t *len)
 {
@@ -586,11 +593,13 @@ int store_item_doc_locked(long long item, long long pid, long long fid,
           memcpy(*doc, p, n);
         (*doc)[n] = '\0';
         *len = n;
+        fill_status(doc, len, sname);
       }
       else if(sqlite3_column_int(st, 3))
+        /* generated with the current status name already in place */
         *doc = gen_vector_doc(item, name, ipid, sname, len);
-      else
-        *doc = skeleton_doc(name, sname, ipid, item, len);
+      else if(sa_doc_skeleton(name, sname, ipid, item, doc, len) != SA_OK)
+        abort();
     }
   }
   sqlite3_finalize(st);
@@ -599,26 +608,11 @@ int store_item_doc_locked(long long item, long long pid, long long fid,
 
 long long store_item_doc_size_locked(long long item, long long pid, int *found)
 {
-  sqlite3_stmt *st = store_prep_locked("SELECT length(doc), doc IS NULL, project_id"
-                                       " FROM items WHERE id=?");
-  sqlite3_bind_int64(st, 1, item);
-  long long n = -1;
-  *found = 0;
-  if(sqlite3_step(st) == SQLITE_ROW &&
-     (pid <= 0 || sqlite3_column_int64(st, 2) == pid)) {
-    *found = 1;
-    if(!sqlite3_column_int(st, 1))
-      n = sqlite3_column_int64(st, 0);
-  }
-  sqlite3_finalize(st);
-  if(*found && n < 0) {
-    char *d = NULL;
-    size_t l = 0;
-    store_item_doc_locked(item, pid, 0, &d, &l);
-    free(d);
-    n = (long long)l;
-  }
-  return n;
+  char *d = NULL;
+  size_t l = 0;
+  *found = store_item_doc_locked(item, pid, 0, &d, &l);
+  free(d);
+  return *found ? (long long)l : -1;
 }
 
 void store_item_set_doc_locked(long long item, const char *doc, size_t len,

@@ -157,6 +157,27 @@ def parse_stream(data):
     return out
 
 
+def with_status(doc, status):
+    """What the emulator serves for stored bytes `doc` (sa_doc_with_status),
+    for the simple documents of these tests: a top-level "metadata" whose
+    members hold no '}' and no "status" gets ',"status":…' before its '}';
+    no metadata: '"metadata":{"status":…}' becomes the first member."""
+    q = json.dumps(status, ensure_ascii=False).encode()
+    at = doc.find(b'"metadata"')
+    if at < 0:
+        first = doc.index(b"{") + 1
+        rest = doc[first:].lstrip()
+        sep = b"" if rest.startswith(b"}") else b","
+        return doc[:first] + b'"metadata":{"status":' + q + b"}" + sep + \
+            doc[first:]
+    assert b'"status"' not in doc[at:doc.index(b"}", at)]
+    close = doc.index(b"}", at)
+    inner = doc[doc.index(b"{", at) + 1:close]
+    end = doc.index(b"{", at) + 1 + len(inner.rstrip())
+    sep = b"," if inner.strip() else b""
+    return doc[:end] + sep + b'"status":' + q + doc[end:]
+
+
 class frozen_clock:
     """with frozen_clock(emu, ms): the emulator's clock stands at ms (None:
     now) inside, and is back to real time after, whatever happens."""
@@ -572,11 +593,15 @@ def upload_byte_exact(emu, pid, fid, ids, before):
     order = ["a.jpg", 'q"uote.jpg', "back\\slash.jpg", "bare.jpg",
              "ünï cödé.jpg"]
     raw = emu.stream(pid, [ids[n] for n in order])
-    assert raw == DELIM.join([doc_a, doc_q, doc_b, doc_bare, doc_u]) + DELIM
+    # byte for byte, but for the status the server fills in
+    assert raw == DELIM.join(with_status(d, "NotStarted") for d in (
+        doc_a, doc_q, doc_b, doc_bare, doc_u)) + DELIM
+    assert raw.startswith(b'{"metadata": {"name": "a.jpg","status":"NotStarted"}, '
+                          b'"instances": [{"type": "bbox",')
     st, _, one = emu.request(
         "POST", "/api/v3.01/items/%d/annotations/download?project_id=%d"
         % (ids["a.jpg"], pid))
-    assert one == doc_a
+    assert one == with_status(doc_a, "NotStarted")
     after = {i["name"]: i["updatedAt"] for i in emu.search(pid, fid)["data"]}
     for n in order:
         assert SEC_RE.match(after[n]) and after[n] > before[n]
@@ -595,7 +620,8 @@ def test_upload_bad_parts(emu):
                                                 "w.jpg"])
     assert st == 200
     assert json.loads(body)["failedItems"] == ["x.jpg", "y.jpg", "z.jpg"]
-    assert emu.stream(pid, [s["items"]["w.jpg"]]) == b'{"ok": true}' + DELIM
+    assert emu.stream(pid, [s["items"]["w.jpg"]]) == (
+        b'{"metadata":{"status":"NotStarted"},"ok": true}' + DELIM)
 
 
 @pytest.mark.parametrize("body,ctype", [
@@ -743,7 +769,7 @@ def test_large_upload(emu):
         "status": "SUCCESS"}
     st, _, got = emu.request("POST", "/api/v3.01/items/%d/annotations/download"
                              "?project_id=%d" % (iid, pid))
-    assert got == doc.encode()
+    assert got == with_status(doc.encode(), "NotStarted")
     # the session is gone after finish
     emu.json("POST", base + "finish?%s" % q, headers={"upload_id": uid},
              expect=400)
@@ -1033,7 +1059,9 @@ def test_seed_raw_documents(emu):
                                      "raw_documents": {"r.jpg": raw},
                                      "statuses": {"r.jpg": 5}})
     iid = s["items"]["r.jpg"]
-    assert emu.stream(s["project_id"], [iid]) == raw.encode() + DELIM
+    assert emu.stream(s["project_id"], [iid]) == (
+        '{"metadata":{"name":"r.jpg","status":"Completed"},  "n": 1.10, '
+        '"big": 1' + "0" * 40 + '}').encode() + DELIM
     assert emu.json("GET", "/api/v1/items/%d" % iid)["annotation_status"] == 5
     body = ('{"project":"Raw","documents":{"d.jpg": {"x": 0.10, "y": '
             '123456789012345678901234567890} }}').encode()
@@ -1041,7 +1069,13 @@ def test_seed_raw_documents(emu):
     assert st == 200, data
     did = json.loads(data)["items"]["d.jpg"]
     assert emu.stream(s["project_id"], [did]) == (
-        b'{"x": 0.10, "y": 123456789012345678901234567890}' + DELIM)
+        b'{"metadata":{"status":"InProgress"},"x": 0.10, '
+        b'"y": 123456789012345678901234567890}' + DELIM)
+    # a raw text that is no valid document is served as stored
+    s2 = emu.control("POST", "seed", {"project": "Raw",
+                                      "raw_documents": {"bad.jpg": '{"a": 1,}'}})
+    assert emu.stream(s2["project_id"], [s2["items"]["bad.jpg"]]) == (
+        b'{"a": 1,}' + DELIM)
     st, _, _ = emu.request("POST", "/_emulator/seed", {"project": "Raw",
                                                         "statuses": {"d.jpg": 99}},
                            token=None)
@@ -1080,7 +1114,8 @@ def test_db_file_and_sigterm(fresh, tmp_path):
     e2 = fresh("--db", db)
     p = e2.project("Persist")
     assert p["id"] == s["project_id"]
-    assert e2.stream(p["id"], [s["items"]["p.jpg"]]) == b'{"k": 1.50}' + DELIM
+    assert e2.stream(p["id"], [s["items"]["p.jpg"]]) == (
+        b'{"metadata":{"status":"InProgress"},"k": 1.50}' + DELIM)
     e2.proc.send_signal(signal.SIGINT)
     assert e2.proc.wait(10) == 0
 
@@ -1111,7 +1146,7 @@ def test_concurrent_clients(emu):
                                      [name])
                 assert st == 200 and json.loads(body)["failedItems"] == []
                 got = emu.stream(pid, [ids[name]])
-                assert got == doc + DELIM, got
+                assert got == with_status(doc, "NotStarted") + DELIM, got
                 assert emu.search(pid, fid)["count"] == len(names)
         except Exception as e:  # reported below
             errors.append(repr(e))
