@@ -1161,3 +1161,249 @@ def test_concurrent_clients(emu):
     slow.join(10)
     assert errors == []
     assert emu.json("GET", "/user/ME")["id"]
+
+
+# -- clock, timestamps, status fill, stream faults ----------------------------
+T0 = 1700000000123            # 2023-11-14T22:13:20.123Z, a Tuesday
+T0_SEC = "2023-11-14T22:13:20.000Z"
+STREAM = "/api/v4/items/annotations/download"
+
+
+def raw_response(emu, method, path, body=None, token=TOKEN):
+    """(status, [(header, value)...] exactly as sent, body)."""
+    h = {"Authorization": token} if token else {}
+    if isinstance(body, dict):
+        body = json.dumps(body).encode()
+        h["Content-Type"] = "application/json"
+    c = http.client.HTTPConnection("127.0.0.1", emu.port, timeout=30)
+    try:
+        c.request(method, path, body=body, headers=h)
+        r = c.getresponse()
+        return r.status, r.getheaders(), r.read()
+    finally:
+        c.close()
+
+
+def dates(headers):
+    return [v for k, v in headers if k.lower() == "date"]
+
+
+def item_ts(emu, iid):
+    it = emu.json("GET", "/api/v1/items/%d" % iid)
+    return it["createdAt"], it["updatedAt"]
+
+
+def test_whole_second_timestamps(fresh):
+    e = fresh("--seed", "demo")
+    seen = []
+    for p in e.json("GET", "/api/v1/projects?offset=0")["data"]:
+        seen += [p["createdAt"], p["updatedAt"]]
+        for f in e.json("GET", "/folders?project_id=%d&offset=0" % p["id"])["data"]:
+            seen += [f["createdAt"], f["updatedAt"]]
+        for i in e.search(p["id"])["data"]:
+            seen += [i["createdAt"], i["updatedAt"]]
+    seen += [r["time"] for r in e.control("GET", "requests")["requests"]]
+    assert len(seen) > 100 and all(SEC_RE.match(t) for t in seen), [
+        t for t in seen if not SEC_RE.match(t)][:5]
+    # with the clock at a known time: every kind of timestamp is its second
+    with frozen_clock(e, T0):
+        s = e.control("POST", "seed", {"project": "Ts", "folder": "f",
+                                       "items": ["a.jpg"]})
+        iid = s["items"]["a.jpg"]
+        assert item_ts(e, iid) == (T0_SEC, T0_SEC)
+        p = e.json("GET", "/api/v1/project/%d" % s["project_id"])
+        assert (p["createdAt"], p["updatedAt"]) == (T0_SEC, T0_SEC)
+        f = e.folder(s["project_id"], "f")
+        assert (f["createdAt"], f["updatedAt"]) == (T0_SEC, T0_SEC)
+        assert e.control("GET", "requests")["requests"][-1]["time"] == T0_SEC
+    # --ms-timestamps: real milliseconds, and strictly increasing
+    m = fresh("--ms-timestamps")
+    with frozen_clock(m, T0):
+        s = m.control("POST", "seed", {"project": "Ms", "items": ["a.jpg"]})
+        pid, fid, iid = s["project_id"], s["folder_id"], s["items"]["a.jpg"]
+        created = item_ts(m, iid)[0]
+        # each timestamp handed out is 1 ms past the last (project, items)
+        assert re.match(r"2023-11-14T22:13:20\.12[4-9]Z$", created), created
+        assert m.control("GET", "requests")["requests"][-1]["time"] == (
+            "2023-11-14T22:13:20.123Z")
+        got = [created]
+        for k in range(2):
+            part = [(quoted("a.jpg"), b'{"data":{"k":%d}}' % k)]
+            assert upload(m, pid, fid, part, ["a.jpg"])[0] == 200
+            got.append(item_ts(m, iid)[1])
+        assert got == sorted(set(got)) and len(got) == 3
+
+
+def test_clock_control(fresh):
+    e = fresh()
+    c = e.control("GET", "clock")
+    assert c["frozen"] is False and abs(c["now_ms"] - time.time() * 1000) < 5000
+    assert e.control("POST", "clock", {"freeze_ms": T0}) == {
+        "now_ms": T0, "frozen": True}
+    time.sleep(0.05)
+    assert e.control("GET", "clock") == {"now_ms": T0, "frozen": True}
+    # the Date header follows it, exactly one, on every kind of answer
+    p = e.control("POST", "seed", {"project": "C", "items": ["c.jpg"]})
+    e.control("POST", "faults", {"path": "/api/v1/team", "status": 503})
+    for method, path, body, token, status in (
+            ("GET", "/user/ME", None, TOKEN, 200),
+            ("GET", "/user/ME", None, None, 401),
+            ("GET", "/nope", None, TOKEN, 404),
+            ("GET", "/api/v1/team/1", None, TOKEN, 503),
+            ("POST", STREAM + "?project_id=%d" % p["project_id"],
+             {"image_ids": [p["items"]["c.jpg"]]}, TOKEN, 200),
+            ("GET", "/_emulator/health", None, None, 200)):
+        st, hdrs, _ = raw_response(e, method, path, body, token)
+        assert st == status, (path, st)
+        assert dates(hdrs) == ["Tue, 14 Nov 2023 22:13:20 GMT"], (path, hdrs)
+    # advance: frozen, it moves by exactly that
+    assert e.control("POST", "clock", {"advance_ms": 5000}) == {
+        "now_ms": T0 + 5000, "frozen": True}
+    assert dates(raw_response(e, "GET", "/user/ME")[1]) == [
+        "Tue, 14 Nov 2023 22:13:25 GMT"]
+    # real time again
+    c = e.control("POST", "clock", {"real": True})
+    assert c["frozen"] is False and abs(c["now_ms"] - time.time() * 1000) < 5000
+    from email.utils import parsedate_to_datetime
+    d = parsedate_to_datetime(dates(raw_response(e, "GET", "/user/ME")[1])[0])
+    assert abs(d.timestamp() - time.time()) < 5
+    # advance a running clock: it keeps running, an hour ahead
+    c = e.control("POST", "clock", {"advance_ms": 3600 * 1000})
+    assert c["frozen"] is False
+    assert abs(c["now_ms"] - time.time() * 1000 - 3600 * 1000) < 5000
+    time.sleep(0.05)
+    assert e.control("GET", "clock")["now_ms"] > c["now_ms"]
+    d = parsedate_to_datetime(dates(raw_response(e, "GET", "/user/ME")[1])[0])
+    assert abs(d.timestamp() - time.time() - 3600) < 5
+    # reset restores real time, frozen or moved
+    e.control("POST", "reset")
+    c = e.control("GET", "clock")
+    assert c["frozen"] is False and abs(c["now_ms"] - time.time() * 1000) < 5000
+    e.control("POST", "clock", {"freeze_ms": 0})
+    assert dates(raw_response(e, "GET", "/user/ME")[1]) == [
+        "Thu, 01 Jan 1970 00:00:00 GMT"]
+    e.control("POST", "reset")
+    assert e.control("GET", "clock")["frozen"] is False
+    # bad bodies
+    for bad in (b"", b"{not json", b"{}", b'{"freeze_ms": -1}',
+                b'{"freeze_ms": "1"}', b'{"freeze_ms": 1.5}',
+                b'{"advance_ms": -5}', b'{"real": false}',
+                b'{"freeze_ms": 1, "real": true}', b'{"speed": 2}',
+                b'{"freeze_ms": 253402300800000}'):
+        st, _, body = e.request("POST", "/_emulator/clock", bad, token=None)
+        assert st == 400 and "error" in json.loads(body), bad
+    assert e.control("GET", "clock")["frozen"] is False
+    # the control plane is not delayed by latency
+    e.control("POST", "latency", {"ms": 600})
+    t0 = time.monotonic()
+    e.control("POST", "clock", {"freeze_ms": T0})
+    e.control("GET", "clock")
+    assert time.monotonic() - t0 < 0.5
+    t0 = time.monotonic()
+    assert dates(raw_response(e, "GET", "/user/ME")[1]) == [
+        "Tue, 14 Nov 2023 22:13:20 GMT"]
+    assert time.monotonic() - t0 >= 0.58
+
+
+def test_updated_at_repeats_within_a_second(fresh):
+    e = fresh()
+    with frozen_clock(e, 1700000000200) as clock:
+        s = e.control("POST", "seed", {"project": "Rep", "items": ["c.jpg"]})
+        pid, fid, iid = s["project_id"], s["folder_id"], s["items"]["c.jpg"]
+        part = [(quoted("c.jpg"), b'{"data":{"k":1}}')]
+        assert upload(e, pid, fid, part, ["c.jpg"])[0] == 200
+        u1 = item_ts(e, iid)[1]
+        clock.advance(500)
+        part = [(quoted("c.jpg"), b'{"data":{"k":2}}')]
+        assert upload(e, pid, fid, part, ["c.jpg"])[0] == 200
+        u2 = item_ts(e, iid)[1]
+        e.json("PUT", "/image/updateAnnotationStatusBulk?project_id=%d" % pid,
+               {"folder_id": fid, "annotation_status": 3,
+                "image_names": ["c.jpg"]})
+        u3 = item_ts(e, iid)[1]
+        assert u1 == u2 == u3 == T0_SEC
+        # the content did change: only the time cannot tell
+        assert e.stream(pid, [iid]) == (
+            b'{"metadata":{"status":"QualityCheck"},"k":2}' + DELIM)
+        clock.advance(400)                      # 22:13:21.100
+        part = [(quoted("c.jpg"), b'{"data":{"k":3}}')]
+        assert upload(e, pid, fid, part, ["c.jpg"])[0] == 200
+        assert item_ts(e, iid) == (T0_SEC, "2023-11-14T22:13:21.000Z")
+
+
+def v301(emu, pid, iid):
+    st, _, body = emu.request(
+        "POST", "/api/v3.01/items/%d/annotations/download?project_id=%d"
+        "&annotation_type=MAIN&version=V1.00" % (iid, pid))
+    assert st == 200
+    return body
+
+
+def test_status_filled_on_download(emu):
+    docs = {
+        # metadata.status present: replaced in place, the value token only
+        "rep.jpg": '{"metadata": {"name": "rep.jpg", "status": "Completed", '
+                   '"w": 1.50}, "instances": []}',
+        # no status: appended as metadata's last member
+        "app.jpg": '{\n    "metadata": {\n        "name": "app.jpg",\n'
+                   '        "h": 1E3\n    },\n    "instances": []\n}',
+        # no metadata: created as the first member
+        "none.jpg": '{"instances": [], "n": 1.10}',
+        # already right: byte for byte
+        "same.jpg": '{"metadata":{"status":"In\\u0050rogress"},"x":1E5}',
+    }
+    s = emu.control("POST", "seed", {"project": "Fill", "raw_documents": docs})
+    pid, fid, ids = s["project_id"], s["folder_id"], s["items"]
+    want = {
+        "rep.jpg": b'{"metadata": {"name": "rep.jpg", "status": "InProgress", '
+                   b'"w": 1.50}, "instances": []}',
+        "app.jpg": b'{\n    "metadata": {\n        "name": "app.jpg",\n'
+                   b'        "h": 1E3,"status":"InProgress"\n    },\n'
+                   b'    "instances": []\n}',
+        "none.jpg": b'{"metadata":{"status":"InProgress"},"instances": [], '
+                    b'"n": 1.10}',
+        "same.jpg": docs["same.jpg"].encode(),
+    }
+    order = ["rep.jpg", "app.jpg", "none.jpg", "same.jpg"]
+    assert emu.stream(pid, [ids[n] for n in order]) == b"".join(
+        want[n] + DELIM for n in order)
+    for n in order:
+        assert v301(emu, pid, ids[n]) == want[n]
+    # a status change changes what is served
+    emu.json("PUT", "/image/updateAnnotationStatusBulk?project_id=%d" % pid,
+             {"folder_id": fid, "annotation_status": 5,
+              "image_names": ["rep.jpg", "app.jpg", "none.jpg"]})
+    assert v301(emu, pid, ids["rep.jpg"]) == docs["rep.jpg"].encode()
+    assert parse_stream(emu.stream(pid, [ids["app.jpg"]]))[0]["metadata"] == {
+        "name": "app.jpg", "h": 1000.0, "status": "Completed"}
+    assert v301(emu, pid, ids["none.jpg"]) == (
+        b'{"metadata":{"status":"Completed"},"instances": [], "n": 1.10}')
+    assert emu.stream(pid, [ids["same.jpg"]]) == want["same.jpg"] + DELIM
+    # an upload keeps the status; what the client sent comes back with it
+    doc = b'{"metadata":{"name":"app.jpg","status":"NotStarted"},"tags":["t"]}'
+    assert upload(emu, pid, fid, [(quoted("app.jpg"), b'{"data":' + doc + b'}')],
+                  ["app.jpg"])[0] == 200
+    assert v301(emu, pid, ids["app.jpg"]) == (
+        b'{"metadata":{"name":"app.jpg","status":"Completed"},"tags":["t"]}')
+    # a custom workflow's names; the demo's generated documents follow too
+    c = emu.control("POST", "seed", {
+        "project": "FillC", "workflow": 2,
+        "raw_documents": {"r.jpg": '{"metadata":{"status":"NotStarted"}}'},
+        "statuses": {"r.jpg": 7}})
+    assert emu.stream(c["project_id"], [c["items"]["r.jpg"]]) == (
+        b'{"metadata":{"status":"Review"}}' + DELIM)
+    v = emu.project("Demo Vector")
+    vi = emu.search(v["id"], v["folder_id"])["data"][0]
+    old = vi["annotation_status"]
+    try:
+        emu.json("PUT", "/image/updateAnnotationStatusBulk?project_id=%d"
+                 % v["id"], {"folder_id": v["folder_id"], "annotation_status": 6,
+                             "image_names": [vi["name"]]})
+        d = parse_stream(emu.stream(v["id"], [vi["id"]]))[0]
+        assert d["metadata"]["status"] == "Skipped" and d["instances"]
+    finally:
+        emu.json("PUT", "/image/updateAnnotationStatusBulk?project_id=%d"
+                 % v["id"], {"folder_id": v["folder_id"],
+                             "annotation_status": old,
+                             "image_names": [vi["name"]]})
+
