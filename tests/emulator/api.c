@@ -1018,6 +1018,7 @@ struct stream_state {
   size_t cur_len, cur_off;
   int drop;
   size_t sent, drop_at; /* drop: end with an error once sent == drop_at */
+  long long limit;      /* >= 0: documents left to send (stream_limit) */
 };
 
 static const char stream_delim[] = "\\n;)\\n";
@@ -1025,7 +1026,7 @@ static const char stream_delim[] = "\\n;)\\n";
 /* Loads the next document (plus delimiter) into s->cur; 0 at the end. */
 static int stream_next(struct stream_state *s)
 {
-  while(s->idx < s->n) {
+  while(s->idx < s->n && s->limit != 0) {
     char *doc = NULL;
     size_t len = 0;
     pthread_mutex_lock(&emu.db_lock);
@@ -1041,8 +1042,11 @@ static int stream_next(struct stream_state *s)
     free(s->cur);
     s->cur = buf_take(&b, &s->cur_len);
     s->cur_off = 0;
+    if(s->limit > 0)
+      s->limit--;
     if(s->drop && !s->drop_at)
-      s->drop_at = s->idx < s->n ? s->cur_len + 1 : (len / 2 ? len / 2 : 1);
+      s->drop_at = s->idx < s->n && s->limit != 0 ? s->cur_len + 1
+                                                 : (len / 2 ? len / 2 : 1);
     return 1;
   }
   return 0;
@@ -1083,6 +1087,17 @@ void stream_set_drop(struct stream_state *s)
   s->drop = 1;
 }
 
+void stream_set_limit(struct stream_state *s, long long n)
+{
+  s->limit = n;
+}
+
+int api_is_stream(const char *method, const char *path)
+{
+  return !strcmp(method, "POST") &&
+         !strcmp(path, "/api/v4/items/annotations/download");
+}
+
 static void h_stream(const struct request *q, struct reply *r)
 {
   struct project_row p;
@@ -1115,6 +1130,7 @@ static void h_stream(const struct request *q, struct reply *r)
   }
   s->pid = p.id;
   s->fid = fid;
+  s->limit = -1;
   json_decref(b);
   r->status = 200;
   r->ctype = "application/json";

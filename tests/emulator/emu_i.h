@@ -240,6 +240,10 @@ ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max);
 void stream_free(void *cls);
 /** Cut the stream after about the first document (drop fault). */
 void stream_set_drop(struct stream_state *s);
+/** End the stream cleanly after its first n documents (stream_limit fault). */
+void stream_set_limit(struct stream_state *s, long long n);
+/** 1 if method + path is the annotation stream route. */
+int api_is_stream(const char *method, const char *path);
 void api_reset_state(void);
 
 #endif

@@ -100,6 +100,8 @@ struct fault {
   char *path;
   int status, count, retry_after, drop;
   long long delay_ms;
+  long long stream_limit; /* >= 0: the stream ends after this many documents */
+  int exact;              /* path must equal, not just start the request's */
   char *body;
 };
 static struct fault *faults;
@@ -193,7 +195,12 @@ static int fault_take(const char *method, const char *path, struct fault *out)
   for(size_t i = 0; i < nfaults; i++) {
     struct fault *f = &faults[i];
     if((f->method[0] && strcasecmp(f->method, method)) ||
-       strncmp(path, f->path, strlen(f->path)))
+       strncmp(path, f->path, strlen(f->path)) ||
+       (f->exact && strcmp(path, f->path)))
+      continue;
+    /* a stream_limit fault waits for a stream: download/method, under the
+     * same prefix, passes it by */
+    if(f->stream_limit >= 0 && !api_is_stream(method, path))
       continue;
     *out = *f;
     out->path = NULL;
@@ -431,12 +438,17 @@ static void control_fault(const struct request *q, struct reply *r)
   f.retry_after = (int)json_integer_value(json_object_get(b, "retry_after"));
   f.delay_ms = json_integer_value(json_object_get(b, "delay_ms"));
   f.drop = json_is_true(json_object_get(b, "drop"));
+  json_t *lim = json_object_get(b, "stream_limit");
+  f.stream_limit = lim ? json_integer_value(lim) : -1;
+  f.exact = json_is_true(json_object_get(b, "exact"));
   if((f.status && (f.status < 100 || f.status > 599)) || f.count == 0 ||
      f.count < -1 || f.delay_ms < 0 || (body && !json_is_string(body) &&
-                                        !json_is_object(body))) {
+                                        !json_is_object(body)) ||
+     (lim && (!json_is_integer(lim) || f.stream_limit < 0))) {
     json_decref(b);
     reply_error(r, 400, "bad fault: status 100-599 or 0, count >= 1 or -1, "
-                        "delay_ms >= 0, body a string or an object");
+                        "delay_ms >= 0, body a string or an object, "
+                        "stream_limit >= 0");
     return;
   }
   f.path = strdup(path ? path : "/");
@@ -462,11 +474,14 @@ static json_t *faults_json(void)
   for(size_t i = 0; i < nfaults; i++) {
     struct fault *f = &faults[i];
     json_array_append_new(
-        a, json_pack("{s:s,s:s,s:i,s:i,s:i,s:I,s:b,s:s?}", "method", f->method,
-                     "path", f->path, "status", f->status, "count", f->count,
-                     "retry_after", f->retry_after, "delay_ms",
-                     (json_int_t)f->delay_ms, "drop", f->drop, "body",
-                     f->body));
+        a, json_pack("{s:s,s:s,s:b,s:i,s:i,s:i,s:I,s:b,s:s?,s:o?}",
+                     "method", f->method, "path", f->path, "exact", f->exact,
+                     "status", f->status, "count", f->count, "retry_after",
+                     f->retry_after, "delay_ms", (json_int_t)f->delay_ms,
+                     "drop", f->drop, "body", f->body, "stream_limit",
+                     f->stream_limit >= 0
+                         ? json_integer((json_int_t)f->stream_limit)
+                         : NULL));
   }
   pthread_mutex_unlock(&obs_lock);
   return a;
@@ -717,6 +732,8 @@ static enum MHD_Result handle(struct MHD_Connection *c, struct conn_req *cr,
                   emu.max_body);
     else if(!api_route(&q, &r))
       reply_error(&r, 404, "Not found: %s %s", method, q.path);
+    if(faulted && f.stream_limit >= 0 && r.stream)
+      stream_set_limit(r.stream, f.stream_limit);
     if(faulted) {
       drop = f.drop;
       free(f.body);

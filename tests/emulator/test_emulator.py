@@ -1407,3 +1407,60 @@ def test_status_filled_on_download(emu):
                              "annotation_status": old,
                              "image_names": [vi["name"]]})
 
+
+def test_stream_limit(emu):
+    emu.control("DELETE", "faults")
+    p = emu.project("Demo Vector")
+    ids = [i["id"] for i in emu.search(p["id"], p["folder_id"])["data"]]
+    assert len(ids) == 3
+    full = emu.stream(p["id"], ids)
+    docs = full.split(DELIM)[:-1]
+    assert len(docs) == 3
+    # the method call under the same prefix does not use the fault up
+    emu.control("POST", "faults", {"path": STREAM, "stream_limit": 1})
+    m = emu.json("POST", STREAM + "/method", {"project_id": p["id"],
+                                              "item_ids": ids})
+    assert len(m["small"]["0"]["data"]) == 3
+    st, hdrs, body = raw_response(emu, "POST", STREAM + "?project_id=%d&limit=3"
+                                  % p["id"], {"image_ids": ids})
+    assert st == 200 and body == docs[0] + DELIM   # ended cleanly
+    assert emu.stream(p["id"], ids) == full        # count 1: used up
+    # two uses of 2; ids that are skipped do not count
+    emu.control("POST", "faults", {"path": STREAM, "method": "POST",
+                                   "stream_limit": 2, "count": 2})
+    f = emu.control("GET", "faults")["faults"]
+    assert f[0]["stream_limit"] == 2 and f[0]["count"] == 2
+    assert emu.stream(p["id"], [424242] + ids) == docs[0] + DELIM + docs[1] + DELIM
+    assert emu.stream(p["id"], ids[1:]) == docs[1] + DELIM + docs[2] + DELIM
+    assert emu.stream(p["id"], ids) == full
+    # 0: an empty 200 body; more than there are: everything
+    emu.control("POST", "faults", {"path": STREAM, "stream_limit": 0})
+    assert emu.stream(p["id"], ids) == b""
+    emu.control("POST", "faults", {"path": STREAM, "stream_limit": 10})
+    assert emu.stream(p["id"], ids) == full
+    assert emu.control("GET", "faults")["faults"] == []
+    for bad in (-1, "2", 1.5):
+        st, _, _ = emu.request("POST", "/_emulator/faults",
+                               {"path": STREAM, "stream_limit": bad}, token=None)
+        assert st == 400
+
+
+def test_fault_empty_200_body(emu):
+    emu.control("DELETE", "faults")
+    p = emu.project("Demo Vector")
+    ids = [i["id"] for i in emu.search(p["id"], p["folder_id"])["data"]]
+    # exact: the method call (same prefix) passes it by
+    emu.control("POST", "faults", {"path": STREAM, "exact": True,
+                                   "status": 200, "body": ""})
+    assert emu.control("GET", "faults")["faults"][0]["exact"] is True
+    emu.json("POST", STREAM + "/method", {"project_id": p["id"], "item_ids": ids})
+    st, hdrs, body = emu.request("POST", STREAM + "?project_id=%d" % p["id"],
+                                 {"image_ids": ids})
+    assert st == 200 and body == b"" and hdrs["content-length"] == "0"
+    assert len(parse_stream(emu.stream(p["id"], ids))) == 3
+    # any route
+    emu.control("POST", "faults", {"path": "/user/ME", "status": 200,
+                                   "body": ""})
+    st, hdrs, body = emu.request("GET", "/user/ME")
+    assert st == 200 and body == b""
+    assert emu.json("GET", "/user/ME")["id"]
