@@ -73,6 +73,7 @@ static const struct fuse_opt opts[] = {
     OPT("list_frames", list_frames, 1),
     OPT("recovery_dir=%s", recovery_dir, 0),
     OPT("cache_dir=%s", cache_dir_opt, 0),
+    OPT("log_file=%s", log_file, 0),
     FUSE_OPT_KEY("suffix=", KEY_SUFFIX),
     FUSE_OPT_KEY("cache_timeout=", KEY_CACHE_TIMEOUT),
     FUSE_OPT_KEY("timeout=", KEY_TIMEOUT),
@@ -191,6 +192,9 @@ static void print_help(const char *prog)
 "                           (default: off)\n"
 "    loglevel=L             err, warning, notice, info, debug or 3..7\n"
 "                           (default: info; -d gives debug)\n"
+"    log_file=PATH          append the log to PATH (created 0600), with or\n"
+"                           without -f, instead of syslog or stderr (default:\n"
+"                           unset: stderr with -f, else syslog)\n"
 "\n"
 "accepted and ignored (fstab): _netdev, nofail, auto, noauto, user, users,\n"
 "    nouser, defaults, rw, comment=..., x-systemd.*, relatime, strictatime,\n"
@@ -698,6 +702,48 @@ static int apply_defaults(struct parse_ctx *p)
     return 0;
 }
 
+/** -o log_file: made absolute (the daemon chdirs to / when it detaches) and
+ * opened for appending, created 0600 if missing. A FIFO nobody reads is
+ * refused rather than waited for. */
+static int open_log_file(struct parse_ctx *p)
+{
+    struct fs_config *c = &p->c;
+    char *abs = NULL;
+    struct stat st;
+    int fd, fl;
+
+    if (!c->log_file)
+        return 0;
+    if (!*c->log_file)
+        return fail(p, "bad value in -o log_file=: expected a path");
+    if (c->log_file[0] != '/') {
+        char *cwd = getcwd(NULL, 0);
+        if (!cwd)
+            return fail(p, "log_file %s: cannot resolve a relative path: %s", c->log_file,
+                        strerror(errno));
+        int r = asprintf(&abs, "%s/%s", strcmp(cwd, "/") ? cwd : "", c->log_file);
+        free(cwd);
+        if (r < 0)
+            return fail(p, "out of memory");
+        free(c->log_file);
+        c->log_file = abs;
+    }
+    fd = open(c->log_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NONBLOCK,
+              0600);
+    if (fd < 0)
+        return fail(p, "log_file %s: %s", c->log_file, strerror(errno));
+    if (fstat(fd, &st) < 0 || !(S_ISREG(st.st_mode) || S_ISCHR(st.st_mode) ||
+                                S_ISFIFO(st.st_mode))) {
+        close(fd);
+        return fail(p, "log_file %s: not a regular file", c->log_file);
+    }
+    fl = fcntl(fd, F_GETFL);
+    if (fl >= 0)
+        fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    c->log_fd = fd;
+    return 0;
+}
+
 /** Add fsname=safs#SOURCE,subtype=safs (and default_permissions with
  * allow_other) to the arguments handed to libfuse. */
 static int add_fuse_opts(struct parse_ctx *p, struct fuse_args *a)
@@ -737,6 +783,7 @@ int fs_config_parse(int argc, char **argv, struct fs_config *cfg, struct fuse_ar
     p.c.max_threads = DEFAULT_MAX_THREADS;
     p.c.umask = 022;
     p.c.loglevel = LOG_INFO;
+    p.c.log_fd = -1;
 
     struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
     int ret = -1;
@@ -784,7 +831,7 @@ int fs_config_parse(int argc, char **argv, struct fs_config *cfg, struct fuse_ar
     }
     if (resolve_token(&p) || apply_defaults(&p))
         goto out;
-    if (add_fuse_opts(&p, &args))
+    if (add_fuse_opts(&p, &args) || open_log_file(&p))
         goto out;
 
     *cfg = p.c;
@@ -822,5 +869,8 @@ void fs_config_clear(struct fs_config *cfg)
     free(cfg->recovery_dir);
     free(cfg->cache_dir);
     free(cfg->cache_dir_opt);
+    if (cfg->log_file && cfg->log_fd >= 0)
+        close(cfg->log_fd);
+    free(cfg->log_file);
     memset(cfg, 0, sizeof(*cfg));
 }

@@ -40,6 +40,9 @@ struct fs_config {
     int read_only;         /**< -o ro */
     int allow_other;       /**< turns on default_permissions */
     int loglevel;          /**< syslog level; default LOG_INFO, -d gives LOG_DEBUG */
+    char *log_file;        /**< -o log_file=, made absolute; NULL if unset */
+    int log_fd;            /**< log_file opened O_APPEND by fs_config_parse (meaningful only
+                                when log_file is set; -1 before it is opened) */
     int foreground;        /**< -f (or -d) */
     int debug;             /**< -d */
     int probe;             /**< --probe */
@@ -56,7 +59,9 @@ struct fs_config {
  * x-systemd.*, defaults) are discarded. Returns 1 after printing --help or --version
  * (exit 0), and -1 with a one-line reason in @p err on a usage error
  * (exit 1). Resolves the token as filesystem.md §7 orders the sources; the
- * token file is refused if group or others can read it. */
+ * token file is refused if group or others can read it. Opens -o log_file
+ * last (append, created 0600), so a bad path is a usage error and a usage
+ * error creates no log file. */
 int fs_config_parse(int argc, char **argv, struct fs_config *cfg, struct fuse_args *fuse_args,
                     char *err, size_t errlen);
 void fs_config_clear(struct fs_config *cfg);

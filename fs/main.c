@@ -2,7 +2,8 @@
  * safs: start-up order (style.md): parse -> client -> one real call
  * (pre-flight: user, team, SOURCE; fails on the terminal with a one-line
  * reason and exit code 1 before mounting) -> fuse_new -> fuse_mount ->
- * fuse_daemonize -> threads started in init -> fuse_loop_mt -> on exit:
+ * fuse_daemonize (-o log_file was opened by the parse, before it) ->
+ * threads started in init -> fuse_loop_mt -> on exit:
  * scratch files that held data are logged (in destroy).
  */
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 #include <syslog.h>
 #include <time.h>
+#include <unistd.h>
 #include <fuse.h>
 #include <fuse_lowlevel.h>
 
@@ -144,12 +146,16 @@ int main(int argc, char **argv)
         goto out;
     }
     mounted = 1;
-    if (!cfg.foreground)
+    if (!cfg.foreground && !cfg.log_file)
         openlog("safs", LOG_PID, LOG_DAEMON);
     if (fuse_daemonize(cfg.foreground)) {
         fprintf(stderr, "safs: cannot detach\n");
         goto out;
     }
+    /* detached with a log file: what libfuse or a sanitizer prints on
+     * stderr (now /dev/null) goes to the log file too */
+    if (!cfg.foreground && cfg.log_file && cfg.log_fd >= 0)
+        dup2(cfg.log_fd, STDERR_FILENO);
     if (fuse_set_signal_handlers(fuse_get_session(fuse))) {
         fs_log(st, LOG_ERR, "cannot install signal handlers");
         goto out;

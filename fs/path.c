@@ -2,13 +2,29 @@
  * Names and paths (filesystem.md §1): the SOURCE levels, the reversible
  * escaping of platform names into file names, and path resolution.
  *
- * Escaping: `/` is shown as `／` (U+FF0F) and a literal `／` as `‛／`
- * (U+201B U+FF0F); a directory named `.` or `..` as `．` / `．．` (U+FF0E);
- * a file name longer than NAME_MAX with its suffix as its first 200 bytes
- * (cut at a UTF-8 boundary) + `‥` (U+2025) + 8 hex digits of the CRC-32 of
- * the full platform name. Shortened names are not reversible: they are
- * resolved through the listing (the folder's by_fname table), as every
- * item name is.
+ * Escaping (fs_escape_name), a bijection from platform names onto the
+ * names it produces; fs_unescape_name is its exact inverse:
+ *   `/`            -> `／`   (U+FF0F)
+ *   a literal `／` -> `‛／`  (U+201B U+FF0F)
+ *   a literal `‛`  -> `‛‛`  (U+201B U+201B)
+ *   every other byte as is (invalid UTF-8 included).
+ * So a `‛` in a shown name always starts a two-character escape, and a `／`
+ * not after such a `‛` always stands for `/`.
+ *
+ * fs_unescape_name reads left to right: `‛‛` -> `‛`, `‛／` -> `／`,
+ * `／` -> `/`. A shown name no escape produces (one typed by a user: mkdir,
+ * create) has a lone `‛`, one followed by neither `‛` nor `／`: that `‛`
+ * stands for itself. So `mkdir "a‛b"` asks for the platform folder `a‛b`,
+ * which lists as `a‛‛b`; `mkdir "a‛‛b"` gives the same folder under the
+ * name typed. Unescaping is the inverse of escaping on escaped names only:
+ * `‛‛‛` and `‛‛‛‛` both unescape to `‛‛`.
+ *
+ * Directories: a folder named `.` or `..` is shown as `．` / `．．`
+ * (U+FF0E), an empty name as `．．．`. A file name longer than NAME_MAX
+ * with its suffix is shown as its first 200 bytes (cut at a UTF-8 boundary)
+ * + `‥` (U+2025) + 8 hex digits of the CRC-32 of the full platform name.
+ * Shortened names are not reversible: they are resolved through the listing
+ * (the folder's by_fname table), as every item name is.
  */
 #include <errno.h>
 #include <limits.h>
@@ -38,6 +54,7 @@ uint32_t fs_crc32(const char *s, size_t n)
 char *fs_escape_name(const char *name)
 {
     size_t n = strlen(name);
+    /* worst case: every byte a `/` (1 -> 3 bytes); a `／` or `‛` is 3 -> 6 */
     char *out = malloc(n * 3 + 1), *o = out;
     if (!out)
         return NULL;
@@ -48,6 +65,10 @@ char *fs_escape_name(const char *name)
             p++;
         } else if (!strncmp(p, FULLWIDTH_SLASH, 3)) {
             memcpy(o, REV_QUOTE FULLWIDTH_SLASH, 6);
+            o += 6;
+            p += 3;
+        } else if (!strncmp(p, REV_QUOTE, 3)) {
+            memcpy(o, REV_QUOTE REV_QUOTE, 6);
             o += 6;
             p += 3;
         } else {
@@ -72,14 +93,16 @@ char *fs_unescape_name(const char *shown)
         return NULL;
     o = out;
     for (const char *p = shown; *p;) {
-        if (!strncmp(p, REV_QUOTE FULLWIDTH_SLASH, 6)) {
-            memcpy(o, FULLWIDTH_SLASH, 3);
+        if (!strncmp(p, REV_QUOTE REV_QUOTE, 6) || !strncmp(p, REV_QUOTE FULLWIDTH_SLASH, 6)) {
+            /* `‛‛` -> `‛`, `‛／` -> `／`: the escaped character */
+            memcpy(o, p + 3, 3);
             o += 3;
             p += 6;
         } else if (!strncmp(p, FULLWIDTH_SLASH, 3)) {
             *o++ = '/';
             p += 3;
         } else {
+            /* includes a lone `‛`: it stands for itself */
             *o++ = *p++;
         }
     }

@@ -3,13 +3,16 @@
 # start the emulator with the demo team, mount it, and say what to try.
 #
 #   scripts/demo.sh [MOUNTPOINT]    (default ./mnt)   start (idempotent)
-#   scripts/demo.sh stop            unmount and stop the emulator
+#   scripts/demo.sh stop            unmount and stop the emulator (the log stays)
+#
+# The daemon's log is appended to ./demo.log (-o log_file=; ignored by git).
 set -eu
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 STATE="$ROOT/build/demo"            # pid, port, token, logs of this demo (ignored by git)
 EMU="$ROOT/build/tests/emulator/sa-emulator"
 SAFS="$ROOT/build/fs/safs"
+LOG="$ROOT/demo.log"                # the daemon's log (-o log_file)
 
 mnt_of() { cat "$STATE/mnt" 2>/dev/null || echo "$ROOT/mnt"; }
 is_mounted() { grep -qs " $(printf '%s' "$1" | sed 's/ /\\\\040/g') fuse" /proc/mounts; }
@@ -78,10 +81,11 @@ chmod 600 "$STATE/token"
 mkdir -p "$MNT"
 printf '%s\n' "$MNT" >"$STATE/mnt"
 if ! is_mounted "$MNT"; then
-    "$SAFS" team "$MNT" -o "url=http://127.0.0.1:$PORT/,token_file=$STATE/token" \
+    "$SAFS" team "$MNT" -o "url=http://127.0.0.1:$PORT/,token_file=$STATE/token,log_file=$LOG" \
         2>"$STATE/safs.err" || { cat "$STATE/safs.err" >&2; exit 1; }
     for _ in $(seq 100); do is_mounted "$MNT" && break; sleep 0.1; done
-    is_mounted "$MNT" || { echo "demo: $MNT did not mount" >&2; cat "$STATE/safs.err" >&2; exit 1; }
+    is_mounted "$MNT" || { echo "demo: $MNT did not mount" >&2; cat "$STATE/safs.err" >&2
+                          [ -f "$LOG" ] && tail -n 20 "$LOG" >&2; exit 1; }
 fi
 
 M=$(printf '%q' "$MNT")
@@ -89,6 +93,7 @@ ITEM=$(cd "$MNT/Demo Vector" 2>/dev/null && ls | grep -m1 '___objects\.json$' ||
 F="$M/\"Demo Vector\"/${ITEM:-<item>___objects.json}"
 cat <<EOF
 demo: the emulator's demo team is mounted at $MNT (emulator on port $PORT).
+demo: the mount's log is $LOG (tail -f it to see why something was refused).
 
 Try:
   ls $M
@@ -100,5 +105,5 @@ Try:
   rsync -a $M/"Demo Vector"/ out/                     # download_annotations
   getfattr -n user.safs.stats $M                       # requests made so far
 
-Stop:  scripts/demo.sh stop
+Stop:  scripts/demo.sh stop     (leaves $LOG)
 EOF
