@@ -852,6 +852,9 @@ enum sa_err sa_upload_annotations(struct sa_client *c, const struct sa_project *
         else if (strpbrk(docs[i].name, "\r\n"))
             /* cannot be written into a multipart part header */
             doc_fail(&docs[i], SA_ERR_INVAL, "item name contains a line break");
+        else if (!sa_utf8_ok(docs[i].name))
+            /* no platform item has such a name */
+            doc_fail(&docs[i], SA_ERR_INVAL, "item name is not valid UTF-8");
     }
     idx = malloc(n * sizeof *idx);
     if (!idx) {

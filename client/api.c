@@ -196,6 +196,29 @@ static enum sa_err need_object(json_t *j, const char *what)
     return SA_OK;
 }
 
+/* A user-supplied name must be UTF-8: jansson cannot put anything else into
+ * a JSON string (json_pack fails, which looked like ENOMEM), and no platform
+ * name can be anything else. SA_ERR_INVAL with the detail "<what>: ..." */
+static enum sa_err name_ok(const char *what, const char *name)
+{
+    if (name && !sa_utf8_ok(name)) {
+        sa_set_error("%s: the name is not valid UTF-8", what);
+        return SA_ERR_INVAL;
+    }
+    return SA_OK;
+}
+
+static enum sa_err names_ok(const char *what, const char *const *names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!names[i] || !sa_utf8_ok(names[i])) {
+            sa_set_error("%s: item name #%zu is %s", what, i + 1,
+                         names[i] ? "not valid UTF-8" : "missing");
+            return SA_ERR_INVAL;
+        }
+    return SA_OK;
+}
+
 /* ------------------------------------------------------------------ */
 /* §4 user, team                                                       */
 
@@ -371,6 +394,8 @@ enum sa_err sa_list_projects(struct sa_client *c, const char *name_filter,
     struct sa_buf q = {0};
     sa_clear_error();
     memset(out, 0, sizeof *out);
+    if (name_ok("list projects", name_filter) != SA_OK)
+        return sa_fail(c, SA_ERR_INVAL);
     if (name_filter) {
         sa_buf_adds(&q, "name=");
         sa_buf_addq(&q, name_filter);
@@ -389,10 +414,13 @@ enum sa_err sa_get_project_by_name(struct sa_client *c, const char *name, struct
 {
     struct sa_project_list l;
     memset(out, 0, sizeof *out);
+    sa_clear_error();
     if (!name || !*name) {
         sa_set_error("empty project name");
         return sa_fail(c, SA_ERR_INVAL);
     }
+    if (name_ok("project by name", name) != SA_OK)
+        return sa_fail(c, SA_ERR_INVAL);
     enum sa_err e = sa_list_projects(c, name, &l);
     if (e != SA_OK)
         return e; /* already counted */
@@ -450,6 +478,8 @@ enum sa_err sa_get_folder_by_name(struct sa_client *c, long long project_id, con
     struct sa_buf q = {0};
     sa_clear_error();
     memset(out, 0, sizeof *out);
+    if (name_ok("folder by name", name) != SA_OK)
+        return sa_fail(c, SA_ERR_INVAL);
     sa_buf_addf(&q, "project_id=%lld&name=", project_id);
     sa_buf_addq(&q, name ? name : "");
     if (q.oom)
@@ -474,12 +504,16 @@ enum sa_err sa_create_folder(struct sa_client *c, long long project_id, const ch
     sa_clear_error();
     if (out)
         memset(out, 0, sizeof *out);
+    if (name_ok("create folder", name) != SA_OK)
+        return sa_fail(c, SA_ERR_INVAL);
     snprintf(q, sizeof q, "project_id=%lld", project_id);
     json_t *b = json_pack("{s:s}", "name", name ? name : "");
     char *body = b ? sa_jdump(b) : NULL;
     json_decref(b);
-    if (!body)
+    if (!body) {
+        sa_set_error("create folder: out of memory");
         return sa_fail(c, SA_ERR_NOMEM);
+    }
     struct sa_req rq = {.method = "POST", .svc = SA_SVC_MAIN, .path = "folder", .query = q,
                         .body = body, .body_len = strlen(body), .kind = SA_REQ_FOLDER};
     enum sa_err e = sa_http_json(c, &rq, &j);
@@ -500,12 +534,16 @@ enum sa_err sa_rename_folder(struct sa_client *c, long long project_id, long lon
     sa_clear_error();
     snprintf(q, sizeof q, "project_id=%lld", project_id);
     snprintf(path, sizeof path, "folder/%lld", folder_id);
+    if (name_ok("rename folder", new_name) != SA_OK)
+        return sa_fail(c, SA_ERR_INVAL);
     json_t *b = json_pack("{s:I,s:s,s:I}", "id", (json_int_t)folder_id, "name",
                           new_name ? new_name : "", "project_id", (json_int_t)project_id);
     char *body = b ? sa_jdump(b) : NULL;
     json_decref(b);
-    if (!body)
+    if (!body) {
+        sa_set_error("rename folder: out of memory");
         return sa_fail(c, SA_ERR_NOMEM);
+    }
     struct sa_req rq = {.method = "PUT", .svc = SA_SVC_MAIN, .path = path, .query = q,
                         .body = body, .body_len = strlen(body), .kind = SA_REQ_FOLDER};
     enum sa_err e = sa_http(c, &rq, &r);
@@ -540,12 +578,16 @@ enum sa_err sa_delete_folders(struct sa_client *c, long long project_id,
     return sa_fail(c, e);
 }
 
-/* A JSON array of the @p k strings @p names (one chunk of a bulk call). */
+/* A JSON array of the @p k strings @p names (one chunk of a bulk call;
+ * checked by names_ok first), new; NULL when out of memory. */
 static json_t *names_array(const char *const *names, size_t k)
 {
     json_t *arr = json_array();
-    for (size_t i = 0; i < k; i++)
-        json_array_append_new(arr, json_string(names[i]));
+    for (size_t i = 0; arr && i < k; i++)
+        if (json_array_append_new(arr, json_string(names[i]))) {
+            json_decref(arr);
+            arr = NULL;
+        }
     return arr;
 }
 
@@ -595,17 +637,21 @@ enum sa_err sa_list_items(struct sa_client *c, long long project_id, long long f
     enum sa_err e = SA_OK;
     sa_clear_error();
     memset(out, 0, sizeof *out);
+    if (names && names_ok("list items", names, n_names) != SA_OK)
+        return sa_fail(c, SA_ERR_INVAL);
     if (!names) {
         e = search_items(c, project_id, folder_id, NULL, sa_call_deadline(c), out);
     } else {
         for (size_t at = 0; at < n_names && e == SA_OK; at += 1000) {
             size_t k = n_names - at < 1000 ? n_names - at : 1000;
             json_t *arr = names_array(names + at, k);
-            json_t *cond = json_pack("{s:{s:o}}", "name", "$in", arr);
-            if (!cond)
+            json_t *cond = arr ? json_pack("{s:{s:o}}", "name", "$in", arr) : NULL;
+            if (!cond) {
+                sa_set_error("list items: out of memory");
                 e = SA_ERR_NOMEM;
-            else
+            } else {
                 e = search_items(c, project_id, folder_id, cond, sa_call_deadline(c), out);
+            }
             json_decref(cond);
         }
     }
@@ -790,16 +836,20 @@ enum sa_err sa_set_annotation_statuses(struct sa_client *c, long long project_id
     char q[64];
     enum sa_err e = SA_OK;
     sa_clear_error();
+    if (names_ok("set statuses", names, n) != SA_OK)
+        return sa_fail(c, SA_ERR_INVAL);
     snprintf(q, sizeof q, "project_id=%lld", project_id);
     double deadline = sa_call_deadline(c);
     for (size_t at = 0; at < n && e == SA_OK; at += 500) {
         size_t k = n - at < 500 ? n - at : 500;
         json_t *arr = names_array(names + at, k);
-        json_t *b = json_pack("{s:I,s:i,s:o}", "folder_id", (json_int_t)folder_id,
-                              "annotation_status", status_value, "image_names", arr);
+        json_t *b = arr ? json_pack("{s:I,s:i,s:o}", "folder_id", (json_int_t)folder_id,
+                                    "annotation_status", status_value, "image_names", arr)
+                        : NULL;
         char *body = b ? sa_jdump(b) : NULL;
         json_decref(b);
         if (!body) {
+            sa_set_error("set statuses: out of memory");
             e = SA_ERR_NOMEM;
             break;
         }
@@ -828,23 +878,20 @@ enum sa_err sa_delete_annotations(struct sa_client *c, long long project_id,
      * accident */
     if (n == 0)
         return SA_OK;
+    /* every name is checked before anything is sent: a chunk must never go
+     * out with names dropped (an empty list means the whole folder) */
+    if (names_ok("annotations/remove", names, n) != SA_OK)
+        return sa_fail(c, SA_ERR_INVAL);
     double deadline = sa_call_deadline(c);
     snprintf(q, sizeof q, "project_id=%lld&folder_id=%lld", project_id, folder_id);
     for (size_t at = 0; at < n && e == SA_OK; at += 2000) {
         size_t k = n - at < 2000 ? n - at : 2000;
         json_t *arr = names_array(names + at, k);
-        if (arr && json_array_size(arr) == 0) {
-            /* every name was dropped (not UTF-8): an empty list must never
-             * go out, no names means the whole folder */
-            json_decref(arr);
-            sa_set_error("annotations/remove: no item name is valid UTF-8");
-            e = SA_ERR_INVAL;
-            break;
-        }
-        json_t *b = json_pack("{s:o}", "image_names", arr);
+        json_t *b = arr ? json_pack("{s:o}", "image_names", arr) : NULL;
         char *body = b ? sa_jdump(b) : NULL;
         json_decref(b);
         if (!body) {
+            sa_set_error("annotations/remove: out of memory");
             e = SA_ERR_NOMEM;
             break;
         }

@@ -119,6 +119,36 @@ void sa_sleep(double s)
         ;
 }
 
+int sa_utf8_ok(const char *str)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    while (*s) {
+        unsigned c = *s, cp, need;
+        if (c < 0x80) {
+            s++;
+            continue;
+        }
+        if (c >= 0xC2 && c <= 0xDF)
+            need = 1, cp = c & 0x1F;
+        else if (c >= 0xE0 && c <= 0xEF)
+            need = 2, cp = c & 0x0F;
+        else if (c >= 0xF0 && c <= 0xF4)
+            need = 3, cp = c & 0x07;
+        else
+            return 0; /* a continuation byte, an overlong 0xC0/0xC1, or > U+10FFFF */
+        for (unsigned i = 1; i <= need; i++) {
+            if ((s[i] & 0xC0) != 0x80)
+                return 0; /* also stops at the NUL */
+            cp = cp << 6 | (s[i] & 0x3F);
+        }
+        if ((need == 2 && cp < 0x800) || (need == 3 && cp < 0x10000) || cp > 0x10FFFF ||
+            (cp >= 0xD800 && cp <= 0xDFFF))
+            return 0;
+        s += need + 1;
+    }
+    return 1;
+}
+
 double sa_call_deadline(const struct sa_client *c)
 {
     return sa_now() + SA_CALL_S * c->scale;

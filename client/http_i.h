@@ -108,6 +108,10 @@ enum sa_err sa_fail(struct sa_client *c, enum sa_err e);
 
 double sa_now(void);            /* CLOCK_MONOTONIC seconds */
 void sa_sleep(double s);
+
+/* 1 if the NUL-terminated @p s is valid UTF-8 (jansson's rules: no overlong
+ * forms, no surrogates, nothing above U+10FFFF). */
+int sa_utf8_ok(const char *s);
 double sa_call_deadline(const struct sa_client *c);
 double sa_large_deadline(const struct sa_client *c);
 

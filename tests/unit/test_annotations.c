@@ -592,6 +592,32 @@ static void test_delete_failed(void)
     where_free(&w);
 }
 
+static void test_upload_invalid_utf8_name(void)
+{
+    /* a name that is not UTF-8 fails alone, before anything is sent */
+    struct where w;
+    where_get(C, "Demo Vector", "val", &w);
+    char *good = make_doc("val_005.jpg", "", 5);
+    struct sa_upload_doc u[2] = {
+        {.item_id = item_id_named(&w, "val_005.jpg"), .name = "val_005.jpg", .json = good,
+         .len = strlen(good)},
+        {.item_id = 1, .name = "bad\xc3(.jpg", .json = "{}", .len = 2},
+    };
+    emu_reset_stats(&E);
+    expect_err(SA_ERR_INVAL, sa_upload_annotations(C, &w.p, w.f.id, u, 2, 1));
+    fail_unless(u[0].result == SA_OK);
+    fail_unless(u[1].result == SA_ERR_INVAL && strstr(u[1].detail, "UTF-8"));
+    fail_unless(emu_count(&E, "POST /api/v4/items/annotations/upload") == 1);
+    /* the multipart body named only the good document */
+    char *body = NULL;
+    fail_unless(emu_http(&E, "GET", "/_emulator/requests?path=/api/v4/items/annotations/upload",
+                         NULL, &body) == 200);
+    fail_unless(strstr(body, "val_005.jpg") && !strstr(body, "bad"));
+    free(body);
+    free(good);
+    where_free(&w);
+}
+
 struct dthr {
     struct where *w;
     int ok;
@@ -651,6 +677,7 @@ int main(void)
     t_run("delete_invalid_utf8_names", test_delete_invalid_utf8_names);
     t_run("delete_failed", test_delete_failed);
     t_run("concurrent_downloads", test_concurrent_downloads);
+    t_run("upload_invalid_utf8_name", test_upload_invalid_utf8_name);
     sa_client_free(C);
     emu_stop(&EL);
     emu_stop(&E);

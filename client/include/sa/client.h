@@ -164,6 +164,13 @@ int64_t sa_parse_time_ms(const char *iso);
 /* ------------------------------------------------------------------ */
 /* Calls                                                               */
 
+/* Names: every call that takes a user-supplied name (project, folder, item;
+ * sa_list_projects' filter included) returns SA_ERR_INVAL, with a detail
+ * saying "not valid UTF-8" and without sending anything, when one is not
+ * valid UTF-8 (overlong forms, surrogates and code points above U+10FFFF
+ * included): the platform's names are UTF-8, and no JSON body can carry
+ * such a name. sa_upload_annotations fails only that document. */
+
 /** §4: GET user/ME then GET api/v1/team/{id}. Either may be NULL. */
 enum sa_err sa_get_user(struct sa_client *c, struct sa_user *out);
 enum sa_err sa_get_team(struct sa_client *c, struct sa_team *out);
@@ -264,14 +271,18 @@ struct sa_upload_doc {
  * request at a time. Then, unless @p keep_status, the items that succeeded
  * move to `InProgress` when the project's workflow is the system one (§10.6).
  * Returns SA_OK when every document succeeded; otherwise the first failure's
- * code (each doc's own result is in docs[i].result). */
+ * code (each doc's own result is in docs[i].result). A name that is not UTF-8 or holds CR/LF
+ * fails that document (INVAL) without a request. */
 enum sa_err sa_upload_annotations(struct sa_client *c, const struct sa_project *p,
                                   long long folder_id, struct sa_upload_doc *docs, size_t n,
                                   int keep_status);
 
 /** §13: delete the annotations of the named items (chunks of 2000), then
  * poll getRemoveStatus, sleeping between polls, until done (SA_OK), failed
- * (SA_ERR_SERVER) or the call deadline (SA_ERR_TIMEOUT). */
+ * (SA_ERR_SERVER) or the call deadline (SA_ERR_TIMEOUT). @p n == 0 does
+ * nothing (on the wire no names means the whole folder); a name that is not
+ * UTF-8 fails the whole call with INVAL before any request, so no chunk is
+ * ever sent with names left out. */
 enum sa_err sa_delete_annotations(struct sa_client *c, long long project_id,
                                   long long folder_id, const char *const *names, size_t n);
 
