@@ -681,6 +681,45 @@ enum sa_err sa_get_item(struct sa_client *c, long long project_id, long long ite
 }
 
 /* ------------------------------------------------------------------ */
+/* §9.3 classes                                                        */
+
+static enum sa_err add_class(void *ud, json_t *row)
+{
+    return json_array_append(ud, row) ? SA_ERR_NOMEM : SA_OK;
+}
+
+enum sa_err sa_list_classes(struct sa_client *c, long long project_id, char **json,
+                            size_t *len)
+{
+    char q[64];
+    enum sa_err e;
+    sa_clear_error();
+    *json = NULL;
+    *len = 0;
+    json_t *arr = json_array();
+    if (!arr) {
+        sa_set_error("list classes: out of memory");
+        return sa_fail(c, SA_ERR_NOMEM);
+    }
+    snprintf(q, sizeof q, "project_id=%lld", project_id);
+    e = paginate_a(c, SA_SVC_MAIN, "classes", q, SA_REQ_OTHER, add_class, arr);
+    if (e == SA_OK) {
+        char *s = json_dumps(arr, JSON_COMPACT);
+        if (s) {
+            *json = s;
+            *len = strlen(s);
+        } else {
+            sa_set_error("list classes: out of memory");
+            e = SA_ERR_NOMEM;
+        }
+    } else if (e == SA_ERR_NOMEM && !sa_last_error()[0]) {
+        sa_set_error("list classes: out of memory");
+    }
+    json_decref(arr);
+    return sa_fail(c, e);
+}
+
+/* ------------------------------------------------------------------ */
 /* §8 workflows and statuses                                           */
 
 enum sa_err sa_workflow_copy(struct sa_workflow *dst, const struct sa_workflow *src)

@@ -323,6 +323,42 @@ static void test_threads(void)
     fail_unless(s1.bytes_down > s0.bytes_down);
 }
 
+static void test_classes(void)
+{
+    struct sa_project p;
+    char *js = (char *)1;
+    size_t len = 1;
+    expect_ok(sa_get_project_by_name(C, "Demo Vector", &p));
+    emu_reset_stats(&E);
+    expect_ok(sa_list_classes(C, p.id, &js, &len));
+    fail_unless(emu_count(&E, "GET /classes") == 1);
+    fail_unless(js && len == strlen(js));
+    json_error_t je;
+    json_t *a = json_loads(js, 0, &je);
+    fail_unless_msg(json_is_array(a), "not an array: %s", js);
+    fail_unless(json_array_size(a) == 2);
+    static const char *const names[] = {"car", "person"};
+    for (size_t i = 0; i < 2; i++) {
+        json_t *cl = json_array_get(a, i);
+        fail_unless(json_integer_value(json_object_get(cl, "id")) ==
+                    p.id * 100 + (long long)i + 1);
+        fail_unless(!strcmp(json_string_value(json_object_get(cl, "name")), names[i]));
+        fail_unless(json_integer_value(json_object_get(cl, "project_id")) == p.id);
+        /* every field kept, nested ones too */
+        json_t *g = json_array_get(json_object_get(cl, "attribute_groups"), 0);
+        fail_unless(json_is_array(json_object_get(g, "attributes")));
+        fail_unless(json_is_false(json_object_get(g, "is_multiselect")));
+    }
+    /* key order as the API sent it */
+    fail_unless(!strncmp(js, "[{\"id\":", 7));
+    json_decref(a);
+    free(js);
+    sa_project_clear(&p);
+
+    expect_err(SA_ERR_NOTFOUND, sa_list_classes(C, 987654, &js, &len));
+    fail_unless(js == NULL && len == 0);
+}
+
 static void test_invalid_utf8_names(void)
 {
     /* each call that takes a name: INVAL, a detail saying so, nothing sent
@@ -385,6 +421,7 @@ int main(void)
     t_run("pagination", test_pagination);
     t_run("workflow_statuses", test_workflow_statuses);
     t_run("threads", test_threads);
+    t_run("classes", test_classes);
     t_run("invalid_utf8_names", test_invalid_utf8_names);
     sa_client_free(C);
     emu_stop(&E);

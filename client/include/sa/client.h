@@ -208,6 +208,17 @@ enum sa_err sa_list_items(struct sa_client *c, long long project_id, long long f
 enum sa_err sa_get_item(struct sa_client *c, long long project_id, long long item_id,
                         struct sa_item *out);
 
+/** §9.3 (the SDK's `classes/classes.json`): every annotation class of the
+ * project, `GET classes?project_id&offset` paginated like the other lists
+ * (style A). On SA_OK *json is new (free() it), NUL-terminated, *len bytes:
+ * a compact JSON array of the class objects as the API returned them, in
+ * its order, every field kept. It is re-encoded by jansson, which is safe
+ * here (ids and counts are integers; class documents carry no reals whose
+ * digits could change); key order is kept, string escapes may differ.
+ * On failure *json is NULL and *len 0. */
+enum sa_err sa_list_classes(struct sa_client *c, long long project_id, char **json,
+                            size_t *len);
+
 /* ------------------------------------------------------------------ */
 /* Workflows and statuses (§8)                                         */
 
