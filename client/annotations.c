@@ -38,6 +38,8 @@ struct dl {
     size_t *by_name; /* indexes sorted by names[] (when names) */
     char *done;      /* per index: delivered */
 
+    struct sa_scope scope; /* the caller's cancel flag and date record */
+
     pthread_mutex_t mu; /* callbacks, error, work queues */
     enum sa_err err;
     char detail[1024];
@@ -296,7 +298,10 @@ static enum sa_err poll_sync(struct sa_client *c, const char *path, const char *
             sa_set_error("GET v4:%s: sync still \"%s\" at the deadline", path, status);
             return SA_ERR_TIMEOUT;
         }
-        sa_sleep(nap);
+        char what[192];
+        snprintf(what, sizeof what, "GET v4:%s: waiting for the sync", path);
+        if ((e = sa_nap(nap, what)) != SA_OK)
+            return e;
         nap = nap * 2 > 1.0 ? 1.0 : nap * 2;
     }
 }
@@ -448,7 +453,11 @@ static enum sa_err download_batch(struct dl *d, const struct batch *b)
         if (attempt == 2 || sa_now() + nap >= deadline)
             break;
         sa_logf(c, LOG_INFO, "%s; retry %d in %.1f s", sa_last_error(), attempt + 1, nap);
-        sa_sleep(nap);
+        enum sa_err ne = sa_nap(nap, "POST v4:items/annotations/download: retry backoff");
+        if (ne != SA_OK) {
+            e = ne;
+            break;
+        }
     }
     sa_stream_free(&s.st);
     free(body);
@@ -472,18 +481,33 @@ static void *small_worker(void *arg)
     }
 }
 
+/* A worker thread: the caller's cancel flag and date record, then fn. */
+struct worker_arg {
+    struct dl *d;
+    void *(*fn)(void *);
+};
+
+static void *worker_main(void *arg)
+{
+    struct worker_arg *w = arg;
+    sa_scope_adopt(&w->d->scope);
+    return w->fn(w->d);
+}
+
 /* Run fn on up to @p max threads (the caller's thread alone for one job). */
 static void run_workers(struct dl *d, void *(*fn)(void *), size_t jobs, size_t max)
 {
     pthread_t th[SMALL_WORKERS];
+    struct worker_arg wa = {.d = d, .fn = fn};
     size_t n = jobs < max ? jobs : max, started = 0;
     if (n <= 1) {
         if (jobs)
             fn(d);
         return;
     }
+    sa_scope_get(&d->scope);
     for (size_t i = 0; i < n; i++)
-        if (pthread_create(&th[started], NULL, fn, d) == 0)
+        if (pthread_create(&th[started], NULL, worker_main, &wa) == 0)
             started++;
     if (!started)
         fn(d);
@@ -495,6 +519,7 @@ enum sa_err sa_download_annotations(struct sa_client *c, long long project_id,
                                     long long folder_id, const long long *ids,
                                     const char *const *names, size_t n, sa_doc_fn cb, void *ud)
 {
+    SA_CALL;
     struct dl d = {.c = c, .project_id = project_id, .folder_id = folder_id, .ids = ids,
                    .names = names, .n = n, .cb = cb, .ud = ud};
     enum sa_err e = SA_OK;
@@ -836,6 +861,7 @@ enum sa_err sa_upload_annotations(struct sa_client *c, const struct sa_project *
                                   long long folder_id, struct sa_upload_doc *docs, size_t n,
                                   int keep_status)
 {
+    SA_CALL;
     enum sa_err first = SA_OK;
     size_t *idx = NULL;
     const char **ok_names = NULL;

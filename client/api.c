@@ -224,6 +224,7 @@ static enum sa_err names_ok(const char *what, const char *const *names, size_t n
 
 enum sa_err sa_get_user(struct sa_client *c, struct sa_user *out)
 {
+    SA_CALL;
     json_t *j = NULL;
     struct sa_req rq = {.method = "GET", .svc = SA_SVC_MAIN, .path = "user/ME", .kind = SA_REQ_AUTH};
     sa_clear_error();
@@ -242,6 +243,7 @@ enum sa_err sa_get_user(struct sa_client *c, struct sa_user *out)
 
 enum sa_err sa_get_team(struct sa_client *c, struct sa_team *out)
 {
+    SA_CALL;
     json_t *j = NULL;
     char path[64];
     snprintf(path, sizeof path, "api/v1/team/%lld", c->team_id);
@@ -391,6 +393,7 @@ static enum sa_err add_item(void *ud, json_t *row)
 enum sa_err sa_list_projects(struct sa_client *c, const char *name_filter,
                              struct sa_project_list *out)
 {
+    SA_CALL;
     struct sa_buf q = {0};
     sa_clear_error();
     memset(out, 0, sizeof *out);
@@ -412,6 +415,7 @@ enum sa_err sa_list_projects(struct sa_client *c, const char *name_filter,
 
 enum sa_err sa_get_project_by_name(struct sa_client *c, const char *name, struct sa_project *out)
 {
+    SA_CALL;
     struct sa_project_list l;
     memset(out, 0, sizeof *out);
     sa_clear_error();
@@ -440,6 +444,7 @@ enum sa_err sa_get_project_by_name(struct sa_client *c, const char *name, struct
 
 enum sa_err sa_get_project(struct sa_client *c, long long project_id, struct sa_project *out)
 {
+    SA_CALL;
     json_t *j = NULL;
     char path[64];
     sa_clear_error();
@@ -461,6 +466,7 @@ enum sa_err sa_get_project(struct sa_client *c, long long project_id, struct sa_
 
 enum sa_err sa_list_folders(struct sa_client *c, long long project_id, struct sa_folder_list *out)
 {
+    SA_CALL;
     char q[64];
     sa_clear_error();
     memset(out, 0, sizeof *out);
@@ -474,6 +480,7 @@ enum sa_err sa_list_folders(struct sa_client *c, long long project_id, struct sa
 enum sa_err sa_get_folder_by_name(struct sa_client *c, long long project_id, const char *name,
                                   struct sa_folder *out)
 {
+    SA_CALL;
     json_t *j = NULL;
     struct sa_buf q = {0};
     sa_clear_error();
@@ -499,6 +506,7 @@ enum sa_err sa_get_folder_by_name(struct sa_client *c, long long project_id, con
 enum sa_err sa_create_folder(struct sa_client *c, long long project_id, const char *name,
                              struct sa_folder *out)
 {
+    SA_CALL;
     json_t *j = NULL;
     char q[64];
     sa_clear_error();
@@ -529,6 +537,7 @@ enum sa_err sa_create_folder(struct sa_client *c, long long project_id, const ch
 enum sa_err sa_rename_folder(struct sa_client *c, long long project_id, long long folder_id,
                              const char *new_name)
 {
+    SA_CALL;
     char q[64], path[64];
     struct sa_resp r;
     sa_clear_error();
@@ -555,6 +564,7 @@ enum sa_err sa_rename_folder(struct sa_client *c, long long project_id, long lon
 enum sa_err sa_delete_folders(struct sa_client *c, long long project_id,
                               const long long *folder_ids, size_t n)
 {
+    SA_CALL;
     char q[64];
     struct sa_resp r;
     sa_clear_error();
@@ -634,6 +644,7 @@ static enum sa_err search_items(struct sa_client *c, long long project_id, long 
 enum sa_err sa_list_items(struct sa_client *c, long long project_id, long long folder_id,
                           const char *const *names, size_t n_names, struct sa_item_list *out)
 {
+    SA_CALL;
     enum sa_err e = SA_OK;
     sa_clear_error();
     memset(out, 0, sizeof *out);
@@ -663,6 +674,7 @@ enum sa_err sa_list_items(struct sa_client *c, long long project_id, long long f
 enum sa_err sa_get_item(struct sa_client *c, long long project_id, long long item_id,
                         struct sa_item *out)
 {
+    SA_CALL;
     char ctx[128], path[64];
     json_t *j = NULL;
     sa_clear_error();
@@ -691,6 +703,7 @@ static enum sa_err add_class(void *ud, json_t *row)
 enum sa_err sa_list_classes(struct sa_client *c, long long project_id, char **json,
                             size_t *len)
 {
+    SA_CALL;
     char q[64];
     enum sa_err e;
     sa_clear_error();
@@ -807,6 +820,7 @@ static enum sa_err fetch_workflow(struct sa_client *c, long long project_id,
 enum sa_err sa_get_workflow(struct sa_client *c, long long project_id, long long workflow_id,
                             struct sa_workflow *out)
 {
+    SA_CALL;
     sa_clear_error();
     memset(out, 0, sizeof *out);
     double now = sa_now();
@@ -814,7 +828,7 @@ enum sa_err sa_get_workflow(struct sa_client *c, long long project_id, long long
     for (int i = 0; i < SA_WF_CACHE_N; i++) {
         struct sa_wf_cache_ent *ce = &c->wf_cache[i];
         if (ce->at > 0 && now - ce->at < 5.0 && ce->project_id == project_id &&
-            ce->workflow_id == workflow_id) {
+            ce->workflow_id == workflow_id && !sa_cancelled()) {
             enum sa_err e = sa_workflow_copy(out, &ce->wf);
             pthread_mutex_unlock(&c->wf_mu);
             return sa_fail(c, e);
@@ -872,6 +886,7 @@ enum sa_err sa_set_annotation_statuses(struct sa_client *c, long long project_id
                                        long long folder_id, int status_value,
                                        const char *const *names, size_t n)
 {
+    SA_CALL;
     char q[64];
     enum sa_err e = SA_OK;
     sa_clear_error();
@@ -910,6 +925,7 @@ enum sa_err sa_set_annotation_statuses(struct sa_client *c, long long project_id
 enum sa_err sa_delete_annotations(struct sa_client *c, long long project_id,
                                   long long folder_id, const char *const *names, size_t n)
 {
+    SA_CALL;
     char q[96];
     enum sa_err e = SA_OK;
     sa_clear_error();
@@ -982,7 +998,8 @@ enum sa_err sa_delete_annotations(struct sa_client *c, long long project_id,
                 e = SA_ERR_TIMEOUT;
                 break;
             }
-            sa_sleep(nap);
+            if ((e = sa_nap(nap, "annotations/getRemoveStatus: waiting")) != SA_OK)
+                break;
             nap = nap * 2 > 1.0 ? 1.0 : nap * 2;
         }
         sa_buf_free(&pq);
