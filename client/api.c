@@ -503,6 +503,43 @@ enum sa_err sa_get_folder_by_name(struct sa_client *c, long long project_id, con
     return sa_fail(c, e);
 }
 
+/* POST folder is not re-sent blindly (client/README.md, "Re-sending"): its
+ * landed() looks the folder up by name. */
+struct folder_key {
+    long long project_id;
+    const char *name;
+};
+
+static enum sa_err folder_landed(struct sa_client *c, void *ud, double deadline,
+                                 struct sa_resp *resp)
+{
+    const struct folder_key *k = ud;
+    struct sa_buf q = {0};
+    sa_buf_addf(&q, "project_id=%lld&name=", k->project_id);
+    sa_buf_addq(&q, k->name);
+    if (q.oom) {
+        sa_buf_free(&q);
+        sa_set_error("folder look-up: out of memory");
+        return SA_ERR_NOMEM;
+    }
+    struct sa_req rq = {.method = "GET", .svc = SA_SVC_MAIN, .path = "folder/getFolderByName",
+                        .query = q.p, .kind = SA_REQ_FOLDER, .deadline = deadline};
+    enum sa_err e = sa_http(c, &rq, resp);
+    sa_buf_free(&q);
+    if (e != SA_OK)
+        return e;
+    /* the very name (a look-up that matched another spelling is not ours) */
+    json_t *j = json_loadb(resp->body, resp->len, 0, NULL);
+    json_t *nm = json_object_get(j, "name");
+    int same = json_is_string(nm) && !strcmp(json_string_value(nm), k->name);
+    json_decref(j);
+    if (!j) {
+        sa_set_error("GET folder/getFolderByName: response is not JSON");
+        return SA_ERR_PROTO;
+    }
+    return same ? SA_OK : SA_ERR_NOTFOUND;
+}
+
 enum sa_err sa_create_folder(struct sa_client *c, long long project_id, const char *name,
                              struct sa_folder *out)
 {
@@ -522,8 +559,10 @@ enum sa_err sa_create_folder(struct sa_client *c, long long project_id, const ch
         sa_set_error("create folder: out of memory");
         return sa_fail(c, SA_ERR_NOMEM);
     }
+    struct folder_key key = {.project_id = project_id, .name = name ? name : ""};
     struct sa_req rq = {.method = "POST", .svc = SA_SVC_MAIN, .path = "folder", .query = q,
-                        .body = body, .body_len = strlen(body), .kind = SA_REQ_FOLDER};
+                        .body = body, .body_len = strlen(body), .kind = SA_REQ_FOLDER,
+                        .landed = folder_landed, .landed_ud = &key};
     enum sa_err e = sa_http_json(c, &rq, &j);
     free(body);
     if (e == SA_OK)

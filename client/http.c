@@ -875,6 +875,43 @@ static void note_date(CURL *h, struct sa_dates *d)
         dates_add(d, (int64_t)t * 1000);
 }
 
+/* After a failed attempt of @p rq that may have taken effect: ask its
+ * landed(). The caller's pool slot must be released (landed makes its own
+ * requests). SA_OK: *resp now holds the answer. SA_ERR_NOTFOUND: it did not
+ * take effect (the detail is the failed attempt's again). Otherwise: it
+ * cannot be told (the detail says both). */
+static enum sa_err ask_landed(struct sa_client *c, const struct sa_req *rq, double deadline,
+                              struct sa_resp *resp)
+{
+    char failed[1024];
+    struct sa_resp lr;
+    memset(&lr, 0, sizeof lr);
+    snprintf(failed, sizeof failed, "%s", sa_last_error());
+    /* one look-up even when the call deadline has passed */
+    double floor = sa_now() + SA_CONNECT_S * c->scale;
+    enum sa_err le = rq->landed(c, rq->landed_ud, deadline > floor ? deadline : floor, &lr);
+    if (le == SA_OK) {
+        int unsure = resp->unsure;
+        sa_logf(c, LOG_INFO, "%s: the answer was lost, but the request had taken effect",
+                failed);
+        sa_resp_clear(resp);
+        *resp = lr;
+        resp->unsure = unsure;
+        sa_clear_error();
+        return SA_OK;
+    }
+    sa_resp_clear(&lr);
+    if (le == SA_ERR_NOTFOUND) {
+        sa_logf(c, LOG_INFO, "%s: the request had not taken effect", failed);
+        sa_set_error("%s", failed);
+        return le;
+    }
+    char why[512];
+    snprintf(why, sizeof why, "%s", sa_last_error());
+    sa_set_error("%s; whether it took effect is unknown: %s", failed, why);
+    return le;
+}
+
 enum sa_err sa_http(struct sa_client *c, const struct sa_req *rq, struct sa_resp *resp)
 {
     enum sa_err err = SA_OK;
@@ -948,7 +985,7 @@ enum sa_err sa_http(struct sa_client *c, const struct sa_req *rq, struct sa_resp
         struct xfer x = {.sink = rq->sink};
         curl_mime *mime = NULL;
         int retry = 0, cancelled = 0;
-        long status = 0;
+        long status = 0, reqsize = 0;
         char msg[512];
 
         if (remaining <= 0) {
@@ -1031,6 +1068,9 @@ enum sa_err sa_http(struct sa_client *c, const struct sa_req *rq, struct sa_resp
         curl_off_t up = 0, down = 0;
         curl_easy_getinfo(h, CURLINFO_SIZE_UPLOAD_T, &up);
         curl_easy_getinfo(h, CURLINFO_SIZE_DOWNLOAD_T, &down);
+        /* bytes of the request (headers) written to the socket by this
+         * attempt: 0 means the server cannot have seen it */
+        curl_easy_getinfo(h, CURLINFO_REQUEST_SIZE, &reqsize);
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
         note_date(h, dates);
         __atomic_fetch_add(&c->stats.requests[rq->kind], 1, __ATOMIC_RELAXED);
@@ -1043,7 +1083,11 @@ enum sa_err sa_http(struct sa_client *c, const struct sa_req *rq, struct sa_resp
             curl_easy_setopt(h, CURLOPT_MIMEPOST, NULL);
             curl_mime_free(mime);
         }
+        int sent = reqsize > 0 || up > 0;
+
         if (cancelled) {
+            if (sent && !(status >= 200 && status < 300))
+                resp->unsure = 1;
             sa_buf_free(&x.body);
             sa_set_error("%s %s%s: cancelled", rq->method, svc_name[rq->svc], path);
             err = SA_ERR_CANCELLED;
@@ -1078,6 +1122,15 @@ enum sa_err sa_http(struct sa_client *c, const struct sa_req *rq, struct sa_resp
             sa_set_error("%s %s%s: %s", rq->method, svc_name[rq->svc], path,
                          errbuf[0] ? errbuf : curl_easy_strerror(cc));
         }
+        /* May the server have acted on this attempt? Only if it got the
+         * request, and then either no complete answer came (connection
+         * failed, timed out, body cut) or the answer was 429/5xx, which a
+         * proxy may give after the backend did the work. A 4xx or a 2xx
+         * answer is the server's own word. */
+        int acted = sent && (cc != CURLE_OK || status == 429 || status >= 500);
+        if (acted)
+            resp->unsure = 1;
+        int ask = acted && rq->landed;
         if (!retry || attempt >= SA_MAX_RETRIES) {
             if (retry)
                 sa_logf(c, LOG_DEBUG, "%s: giving up after %d attempts", sa_last_error(),
@@ -1086,6 +1139,13 @@ enum sa_err sa_http(struct sa_client *c, const struct sa_req *rq, struct sa_resp
             resp->body = x.body.p;
             resp->len = x.body.len;
             x.body.p = NULL;
+            if (ask) {
+                pool_put(c, &k);
+                have = 0;
+                enum sa_err le = ask_landed(c, rq, deadline, resp);
+                if (le == SA_OK || le == SA_ERR_CANCELLED)
+                    err = le;
+            }
             break;
         }
         /* backoff: 250 ms × 2^n, ±50 %, capped at 8 s; Retry-After wins */
@@ -1105,15 +1165,38 @@ enum sa_err sa_http(struct sa_client *c, const struct sa_req *rq, struct sa_resp
                              path);
             sa_logf(c, LOG_DEBUG, "%s (no time left to retry)", sa_last_error());
             resp->status = status;
+            if (ask) {
+                pool_put(c, &k);
+                have = 0;
+                enum sa_err le = ask_landed(c, rq, deadline, resp);
+                if (le == SA_OK || le == SA_ERR_CANCELLED)
+                    err = le;
+            }
             break;
         }
-        sa_logf(c, LOG_INFO, "%s; retry %d in %.2f s", sa_last_error(), attempt + 1, wait);
+        sa_logf(c, LOG_INFO, "%s; %s %d in %.2f s", sa_last_error(),
+                ask ? "look-up before retry" : "retry", attempt + 1, wait);
         {
             char what[256];
             snprintf(what, sizeof what, "%s %s%s: retry backoff", rq->method, svc_name[rq->svc],
                      path);
             if (sa_nap(wait, what) != SA_OK) {
                 err = SA_ERR_CANCELLED;
+                break;
+            }
+        }
+        if (ask) {
+            /* not sent again blindly: did the failed attempt take effect? */
+            pool_put(c, &k);
+            have = 0;
+            enum sa_err le = ask_landed(c, rq, deadline, resp);
+            if (le == SA_OK) {
+                err = SA_OK;
+                goto out;
+            }
+            if (le != SA_ERR_NOTFOUND) {
+                if (le == SA_ERR_CANCELLED)
+                    err = le;
                 break;
             }
         }

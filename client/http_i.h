@@ -75,6 +75,8 @@ struct sa_sink {
     void *ud;
 };
 
+struct sa_resp;
+
 /* One request. Strings are borrowed. */
 struct sa_req {
     const char *method;        /* "GET", "POST", "PUT" */
@@ -91,12 +93,28 @@ struct sa_req {
     curl_mime *(*mime)(CURL *h, void *ud);
     void *mime_ud;
     const struct sa_sink *sink; /* NULL: buffer the body in resp */
+    /* A request that must not be sent again blindly (client/README.md,
+     * "Re-sending"): after a failed attempt that may have taken effect,
+     * sa_http asks landed() before sending again, and once more before
+     * giving up. landed() runs without the caller's pool slot, may make its
+     * own requests (with @p deadline), and returns SA_OK with @p resp filled
+     * as the 2xx answer would have been (the request took effect),
+     * SA_ERR_NOTFOUND if it did not (sa_http sends it again), or another
+     * error if it cannot tell (sa_http stops). NULL: re-send as usual. */
+    enum sa_err (*landed)(struct sa_client *c, void *ud, double deadline,
+                          struct sa_resp *resp);
+    void *landed_ud;
 };
 
 struct sa_resp {
     long status;
     char *body;                /* NUL-terminated, new */
     size_t len;
+    int unsure;                /* a failed attempt may have taken effect on the
+                                  server: its bytes went out and then the
+                                  connection failed, the attempt timed out, or
+                                  the answer was 429/5xx (whatever the final
+                                  result) */
 };
 void sa_resp_clear(struct sa_resp *r);
 
@@ -105,7 +123,7 @@ void sa_resp_clear(struct sa_resp *r);
  * sets the thread's detail and logs. resp is filled in both cases.
  * Records each response's Date for sa_last_dates(); with the thread's cancel
  * flag set, sends nothing / aborts the transfer / wakes the backoff and
- * returns SA_ERR_CANCELLED. */
+ * returns SA_ERR_CANCELLED. rq->landed: see struct sa_req. */
 enum sa_err sa_http(struct sa_client *c, const struct sa_req *rq, struct sa_resp *resp);
 
 /* Same, then parses the body as JSON (new reference in *out). */

@@ -229,7 +229,13 @@ enum sa_err sa_list_folders(struct sa_client *c, long long project_id,
 /** §6: by name ("root" gives the root folder); NOTFOUND if none (never retried). */
 enum sa_err sa_get_folder_by_name(struct sa_client *c, long long project_id,
                                   const char *name, struct sa_folder *out);
-/** §6.1 */
+/** §6.1. sa_create_folder is not re-sent blindly: when an attempt fails in a way
+ * the server may have acted on (the request went out and the connection
+ * then failed or timed out, or the answer was 429/5xx), the folder is first
+ * looked up by name; if it exists, the call returns SA_OK with it (the
+ * create's answer was lost; logged at LOG_INFO), and only if it does not is
+ * the create sent again. A folder of that name created by someone else in
+ * that window is indistinguishable and also returned. */
 enum sa_err sa_create_folder(struct sa_client *c, long long project_id, const char *name,
                              struct sa_folder *out);
 enum sa_err sa_rename_folder(struct sa_client *c, long long project_id, long long folder_id,
@@ -320,7 +326,9 @@ struct sa_upload_doc {
  * request at a time. Then, unless @p keep_status, the items that succeeded
  * move to `InProgress` when the project's workflow is the system one (§10.6).
  * Returns SA_OK when every document succeeded; otherwise the first failure's
- * code (each doc's own result is in docs[i].result). A name that is not UTF-8 or holds CR/LF
+ * code (each doc's own result is in docs[i].result). A large document whose
+ * `finish` answer was lost is uploaded once more from `start` (a finished
+ * upload refuses a second finish). A name that is not UTF-8 or holds CR/LF
  * fails that document (INVAL) without a request; cancelled, the documents not
  * yet done fail with SA_ERR_CANCELLED. */
 enum sa_err sa_upload_annotations(struct sa_client *c, const struct sa_project *p,
