@@ -38,6 +38,8 @@ struct dl {
     size_t *by_name; /* indexes sorted by names[] (when names) */
     char *done;      /* per index: delivered */
 
+    struct sa_scope scope; /* the caller's cancel flag and date record */
+
     pthread_mutex_t mu; /* callbacks, error, work queues */
     enum sa_err err;
     char detail[1024];
@@ -296,7 +298,10 @@ static enum sa_err poll_sync(struct sa_client *c, const char *path, const char *
             sa_set_error("GET v4:%s: sync still \"%s\" at the deadline", path, status);
             return SA_ERR_TIMEOUT;
         }
-        sa_sleep(nap);
+        char what[192];
+        snprintf(what, sizeof what, "GET v4:%s: waiting for the sync", path);
+        if ((e = sa_nap(nap, what)) != SA_OK)
+            return e;
         nap = nap * 2 > 1.0 ? 1.0 : nap * 2;
     }
 }
@@ -448,7 +453,11 @@ static enum sa_err download_batch(struct dl *d, const struct batch *b)
         if (attempt == 2 || sa_now() + nap >= deadline)
             break;
         sa_logf(c, LOG_INFO, "%s; retry %d in %.1f s", sa_last_error(), attempt + 1, nap);
-        sa_sleep(nap);
+        enum sa_err ne = sa_nap(nap, "POST v4:items/annotations/download: retry backoff");
+        if (ne != SA_OK) {
+            e = ne;
+            break;
+        }
     }
     sa_stream_free(&s.st);
     free(body);
@@ -472,18 +481,33 @@ static void *small_worker(void *arg)
     }
 }
 
+/* A worker thread: the caller's cancel flag and date record, then fn. */
+struct worker_arg {
+    struct dl *d;
+    void *(*fn)(void *);
+};
+
+static void *worker_main(void *arg)
+{
+    struct worker_arg *w = arg;
+    sa_scope_adopt(&w->d->scope);
+    return w->fn(w->d);
+}
+
 /* Run fn on up to @p max threads (the caller's thread alone for one job). */
 static void run_workers(struct dl *d, void *(*fn)(void *), size_t jobs, size_t max)
 {
     pthread_t th[SMALL_WORKERS];
+    struct worker_arg wa = {.d = d, .fn = fn};
     size_t n = jobs < max ? jobs : max, started = 0;
     if (n <= 1) {
         if (jobs)
             fn(d);
         return;
     }
+    sa_scope_get(&d->scope);
     for (size_t i = 0; i < n; i++)
-        if (pthread_create(&th[started], NULL, fn, d) == 0)
+        if (pthread_create(&th[started], NULL, worker_main, &wa) == 0)
             started++;
     if (!started)
         fn(d);
@@ -495,6 +519,7 @@ enum sa_err sa_download_annotations(struct sa_client *c, long long project_id,
                                     long long folder_id, const long long *ids,
                                     const char *const *names, size_t n, sa_doc_fn cb, void *ud)
 {
+    SA_CALL;
     struct dl d = {.c = c, .project_id = project_id, .folder_id = folder_id, .ids = ids,
                    .names = names, .n = n, .cb = cb, .ud = ud};
     enum sa_err e = SA_OK;
@@ -740,36 +765,34 @@ static char *chunk_body(const char *s, size_t n, size_t *outlen)
     return b.p;
 }
 
-static enum sa_err upload_large(struct sa_client *c, const struct sa_project *p,
-                                long long folder_id, struct sa_upload_doc *doc)
+/* start, parts, finish (§10.5 steps 1-3). *upath / *upload_id are new (also
+ * after a failure). *unsure: the last finish failed after an attempt that
+ * may have taken effect. */
+static enum sa_err upload_parts(struct sa_client *c, const char *q,
+                                struct sa_upload_doc *doc, double deadline, char **upath,
+                                char **upload_id, int *unsure)
 {
-    char path[160], q[128];
+    char path[160];
     json_t *j = NULL;
     struct sa_resp r;
     enum sa_err e;
-    double deadline = sa_large_deadline(c);
-    char *upath = NULL, *upload_id = NULL;
     struct sa_buf pq = {0};
 
-    if (doc->item_id <= 0) {
-        sa_set_error("upload: the large path needs the item id of \"%s\"", doc->name);
-        return SA_ERR_INVAL;
-    }
-    snprintf(q, sizeof q, "project_id=%lld&folder_id=%lld", p->id, folder_id);
+    *upath = *upload_id = NULL;
+    *unsure = 0;
     snprintf(path, sizeof path, "items/%lld/annotations/upload/multipart/start", doc->item_id);
     struct sa_req rq = {.method = "POST", .svc = SA_SVC_V301, .path = path, .query = q,
                         .kind = SA_REQ_UPLOAD, .deadline = deadline};
     e = sa_http_json(c, &rq, &j);
     if (e != SA_OK)
         return e;
-    upath = sa_jstrdup(j, "path");
-    upload_id = sa_jstrdup(j, "upload_id");
+    *upath = sa_jstrdup(j, "path");
+    *upload_id = sa_jstrdup(j, "upload_id");
     json_decref(j);
     j = NULL;
-    if (!upath || !upload_id) {
+    if (!*upath || !*upload_id) {
         sa_set_error("POST v3.01:%s: no path/upload_id in the response", path);
-        e = SA_ERR_PROTO;
-        goto out;
+        return SA_ERR_PROTO;
     }
 
     snprintf(path, sizeof path, "items/%lld/annotations/upload/multipart/part", doc->item_id);
@@ -790,10 +813,10 @@ static enum sa_err upload_large(struct sa_client *c, const struct sa_project *p,
         }
         sa_buf_free(&pq);
         sa_buf_addf(&pq, "%s&path=", q);
-        sa_buf_addq(&pq, upath);
+        sa_buf_addq(&pq, *upath);
         sa_buf_addf(&pq, "&chunk_id=%d", chunk_id);
         struct sa_req prq = {.method = "POST", .svc = SA_SVC_V4, .path = path, .query = pq.p,
-                             .body = body, .body_len = blen, .upload_id = upload_id,
+                             .body = body, .body_len = blen, .upload_id = *upload_id,
                              .kind = SA_REQ_UPLOAD, .deadline = deadline};
         e = sa_http(c, &prq, &r);
         sa_resp_clear(&r);
@@ -806,11 +829,47 @@ static enum sa_err upload_large(struct sa_client *c, const struct sa_project *p,
     snprintf(path, sizeof path, "items/%lld/annotations/upload/multipart/finish", doc->item_id);
     sa_buf_free(&pq);
     sa_buf_addf(&pq, "%s&path=", q);
-    sa_buf_addq(&pq, upath);
+    sa_buf_addq(&pq, *upath);
     struct sa_req frq = {.method = "POST", .svc = SA_SVC_V4, .path = path, .query = pq.p,
-                         .upload_id = upload_id, .kind = SA_REQ_UPLOAD, .deadline = deadline};
+                         .upload_id = *upload_id, .kind = SA_REQ_UPLOAD, .deadline = deadline};
     e = sa_http(c, &frq, &r);
+    *unsure = e != SA_OK && r.unsure;
     sa_resp_clear(&r);
+out:
+    sa_buf_free(&pq);
+    return e;
+}
+
+static enum sa_err upload_large(struct sa_client *c, const struct sa_project *p,
+                                long long folder_id, struct sa_upload_doc *doc)
+{
+    char path[160], q[128];
+    struct sa_resp r;
+    enum sa_err e;
+    double deadline = sa_large_deadline(c);
+    char *upath = NULL, *upload_id = NULL;
+
+    if (doc->item_id <= 0) {
+        sa_set_error("upload: the large path needs the item id of \"%s\"", doc->name);
+        return SA_ERR_INVAL;
+    }
+    snprintf(q, sizeof q, "project_id=%lld&folder_id=%lld", p->id, folder_id);
+    /* A finish whose answer was lost cannot be re-sent as it is: a finish
+     * that did its work has closed the upload, and the re-sent one is refused
+     * (the emulator: 400 "Unknown upload_id"). When the finish failed after
+     * an attempt that may have taken effect, the document is uploaded once
+     * more from the start (the same bytes: harmless if the first one was
+     * stored). */
+    for (int round = 0;; round++) {
+        int unsure = 0;
+        free(upath);
+        free(upload_id);
+        e = upload_parts(c, q, doc, deadline, &upath, &upload_id, &unsure);
+        if (e == SA_OK || !unsure || round == 1 || e == SA_ERR_CANCELLED)
+            break;
+        sa_logf(c, LOG_INFO, "%s; the first finish may have been lost: uploading \"%s\" again",
+                sa_last_error(), doc->name);
+    }
     if (e != SA_OK)
         goto out;
 
@@ -824,7 +883,6 @@ static enum sa_err upload_large(struct sa_client *c, const struct sa_project *p,
     snprintf(path, sizeof path, "items/%lld/annotations/sync/status", doc->item_id);
     e = poll_sync(c, path, q, upload_id, SA_REQ_UPLOAD, deadline);
 out:
-    sa_buf_free(&pq);
     free(upath);
     free(upload_id);
     return e;
@@ -836,6 +894,7 @@ enum sa_err sa_upload_annotations(struct sa_client *c, const struct sa_project *
                                   long long folder_id, struct sa_upload_doc *docs, size_t n,
                                   int keep_status)
 {
+    SA_CALL;
     enum sa_err first = SA_OK;
     size_t *idx = NULL;
     const char **ok_names = NULL;
@@ -852,6 +911,9 @@ enum sa_err sa_upload_annotations(struct sa_client *c, const struct sa_project *
         else if (strpbrk(docs[i].name, "\r\n"))
             /* cannot be written into a multipart part header */
             doc_fail(&docs[i], SA_ERR_INVAL, "item name contains a line break");
+        else if (!sa_utf8_ok(docs[i].name))
+            /* no platform item has such a name */
+            doc_fail(&docs[i], SA_ERR_INVAL, "item name is not valid UTF-8");
     }
     idx = malloc(n * sizeof *idx);
     if (!idx) {

@@ -196,11 +196,35 @@ static enum sa_err need_object(json_t *j, const char *what)
     return SA_OK;
 }
 
+/* A user-supplied name must be UTF-8: jansson cannot put anything else into
+ * a JSON string (json_pack fails, which looked like ENOMEM), and no platform
+ * name can be anything else. SA_ERR_INVAL with the detail "<what>: ..." */
+static enum sa_err name_ok(const char *what, const char *name)
+{
+    if (name && !sa_utf8_ok(name)) {
+        sa_set_error("%s: the name is not valid UTF-8", what);
+        return SA_ERR_INVAL;
+    }
+    return SA_OK;
+}
+
+static enum sa_err names_ok(const char *what, const char *const *names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!names[i] || !sa_utf8_ok(names[i])) {
+            sa_set_error("%s: item name #%zu is %s", what, i + 1,
+                         names[i] ? "not valid UTF-8" : "missing");
+            return SA_ERR_INVAL;
+        }
+    return SA_OK;
+}
+
 /* ------------------------------------------------------------------ */
 /* §4 user, team                                                       */
 
 enum sa_err sa_get_user(struct sa_client *c, struct sa_user *out)
 {
+    SA_CALL;
     json_t *j = NULL;
     struct sa_req rq = {.method = "GET", .svc = SA_SVC_MAIN, .path = "user/ME", .kind = SA_REQ_AUTH};
     sa_clear_error();
@@ -219,6 +243,7 @@ enum sa_err sa_get_user(struct sa_client *c, struct sa_user *out)
 
 enum sa_err sa_get_team(struct sa_client *c, struct sa_team *out)
 {
+    SA_CALL;
     json_t *j = NULL;
     char path[64];
     snprintf(path, sizeof path, "api/v1/team/%lld", c->team_id);
@@ -368,9 +393,12 @@ static enum sa_err add_item(void *ud, json_t *row)
 enum sa_err sa_list_projects(struct sa_client *c, const char *name_filter,
                              struct sa_project_list *out)
 {
+    SA_CALL;
     struct sa_buf q = {0};
     sa_clear_error();
     memset(out, 0, sizeof *out);
+    if (name_ok("list projects", name_filter) != SA_OK)
+        return sa_fail(c, SA_ERR_INVAL);
     if (name_filter) {
         sa_buf_adds(&q, "name=");
         sa_buf_addq(&q, name_filter);
@@ -387,12 +415,16 @@ enum sa_err sa_list_projects(struct sa_client *c, const char *name_filter,
 
 enum sa_err sa_get_project_by_name(struct sa_client *c, const char *name, struct sa_project *out)
 {
+    SA_CALL;
     struct sa_project_list l;
     memset(out, 0, sizeof *out);
+    sa_clear_error();
     if (!name || !*name) {
         sa_set_error("empty project name");
         return sa_fail(c, SA_ERR_INVAL);
     }
+    if (name_ok("project by name", name) != SA_OK)
+        return sa_fail(c, SA_ERR_INVAL);
     enum sa_err e = sa_list_projects(c, name, &l);
     if (e != SA_OK)
         return e; /* already counted */
@@ -412,6 +444,7 @@ enum sa_err sa_get_project_by_name(struct sa_client *c, const char *name, struct
 
 enum sa_err sa_get_project(struct sa_client *c, long long project_id, struct sa_project *out)
 {
+    SA_CALL;
     json_t *j = NULL;
     char path[64];
     sa_clear_error();
@@ -433,6 +466,7 @@ enum sa_err sa_get_project(struct sa_client *c, long long project_id, struct sa_
 
 enum sa_err sa_list_folders(struct sa_client *c, long long project_id, struct sa_folder_list *out)
 {
+    SA_CALL;
     char q[64];
     sa_clear_error();
     memset(out, 0, sizeof *out);
@@ -446,10 +480,13 @@ enum sa_err sa_list_folders(struct sa_client *c, long long project_id, struct sa
 enum sa_err sa_get_folder_by_name(struct sa_client *c, long long project_id, const char *name,
                                   struct sa_folder *out)
 {
+    SA_CALL;
     json_t *j = NULL;
     struct sa_buf q = {0};
     sa_clear_error();
     memset(out, 0, sizeof *out);
+    if (name_ok("folder by name", name) != SA_OK)
+        return sa_fail(c, SA_ERR_INVAL);
     sa_buf_addf(&q, "project_id=%lld&name=", project_id);
     sa_buf_addq(&q, name ? name : "");
     if (q.oom)
@@ -466,22 +503,66 @@ enum sa_err sa_get_folder_by_name(struct sa_client *c, long long project_id, con
     return sa_fail(c, e);
 }
 
+/* POST folder is not re-sent blindly (client/README.md, "Re-sending"): its
+ * landed() looks the folder up by name. */
+struct folder_key {
+    long long project_id;
+    const char *name;
+};
+
+static enum sa_err folder_landed(struct sa_client *c, void *ud, double deadline,
+                                 struct sa_resp *resp)
+{
+    const struct folder_key *k = ud;
+    struct sa_buf q = {0};
+    sa_buf_addf(&q, "project_id=%lld&name=", k->project_id);
+    sa_buf_addq(&q, k->name);
+    if (q.oom) {
+        sa_buf_free(&q);
+        sa_set_error("folder look-up: out of memory");
+        return SA_ERR_NOMEM;
+    }
+    struct sa_req rq = {.method = "GET", .svc = SA_SVC_MAIN, .path = "folder/getFolderByName",
+                        .query = q.p, .kind = SA_REQ_FOLDER, .deadline = deadline};
+    enum sa_err e = sa_http(c, &rq, resp);
+    sa_buf_free(&q);
+    if (e != SA_OK)
+        return e;
+    /* the very name (a look-up that matched another spelling is not ours) */
+    json_t *j = json_loadb(resp->body, resp->len, 0, NULL);
+    json_t *nm = json_object_get(j, "name");
+    int same = json_is_string(nm) && !strcmp(json_string_value(nm), k->name);
+    json_decref(j);
+    if (!j) {
+        sa_set_error("GET folder/getFolderByName: response is not JSON");
+        return SA_ERR_PROTO;
+    }
+    return same ? SA_OK : SA_ERR_NOTFOUND;
+}
+
 enum sa_err sa_create_folder(struct sa_client *c, long long project_id, const char *name,
                              struct sa_folder *out)
 {
+    SA_CALL;
     json_t *j = NULL;
     char q[64];
     sa_clear_error();
     if (out)
         memset(out, 0, sizeof *out);
+    if (name_ok("create folder", name) != SA_OK)
+        return sa_fail(c, SA_ERR_INVAL);
     snprintf(q, sizeof q, "project_id=%lld", project_id);
     json_t *b = json_pack("{s:s}", "name", name ? name : "");
     char *body = b ? sa_jdump(b) : NULL;
     json_decref(b);
-    if (!body)
+    if (!body) {
+        sa_set_error("create folder: out of memory");
         return sa_fail(c, SA_ERR_NOMEM);
+    }
+    struct folder_key key = {.project_id = project_id, .name = name ? name : ""};
     struct sa_req rq = {.method = "POST", .svc = SA_SVC_MAIN, .path = "folder", .query = q,
-                        .body = body, .body_len = strlen(body), .kind = SA_REQ_FOLDER};
+                        .body = body, .body_len = strlen(body), .kind = SA_REQ_FOLDER,
+                        .landed = folder_landed, .landed_ud = &key};
     enum sa_err e = sa_http_json(c, &rq, &j);
     free(body);
     if (e == SA_OK)
@@ -495,17 +576,22 @@ enum sa_err sa_create_folder(struct sa_client *c, long long project_id, const ch
 enum sa_err sa_rename_folder(struct sa_client *c, long long project_id, long long folder_id,
                              const char *new_name)
 {
+    SA_CALL;
     char q[64], path[64];
     struct sa_resp r;
     sa_clear_error();
     snprintf(q, sizeof q, "project_id=%lld", project_id);
     snprintf(path, sizeof path, "folder/%lld", folder_id);
+    if (name_ok("rename folder", new_name) != SA_OK)
+        return sa_fail(c, SA_ERR_INVAL);
     json_t *b = json_pack("{s:I,s:s,s:I}", "id", (json_int_t)folder_id, "name",
                           new_name ? new_name : "", "project_id", (json_int_t)project_id);
     char *body = b ? sa_jdump(b) : NULL;
     json_decref(b);
-    if (!body)
+    if (!body) {
+        sa_set_error("rename folder: out of memory");
         return sa_fail(c, SA_ERR_NOMEM);
+    }
     struct sa_req rq = {.method = "PUT", .svc = SA_SVC_MAIN, .path = path, .query = q,
                         .body = body, .body_len = strlen(body), .kind = SA_REQ_FOLDER};
     enum sa_err e = sa_http(c, &rq, &r);
@@ -517,6 +603,7 @@ enum sa_err sa_rename_folder(struct sa_client *c, long long project_id, long lon
 enum sa_err sa_delete_folders(struct sa_client *c, long long project_id,
                               const long long *folder_ids, size_t n)
 {
+    SA_CALL;
     char q[64];
     struct sa_resp r;
     sa_clear_error();
@@ -540,12 +627,16 @@ enum sa_err sa_delete_folders(struct sa_client *c, long long project_id,
     return sa_fail(c, e);
 }
 
-/* A JSON array of the @p k strings @p names (one chunk of a bulk call). */
+/* A JSON array of the @p k strings @p names (one chunk of a bulk call;
+ * checked by names_ok first), new; NULL when out of memory. */
 static json_t *names_array(const char *const *names, size_t k)
 {
     json_t *arr = json_array();
-    for (size_t i = 0; i < k; i++)
-        json_array_append_new(arr, json_string(names[i]));
+    for (size_t i = 0; arr && i < k; i++)
+        if (json_array_append_new(arr, json_string(names[i]))) {
+            json_decref(arr);
+            arr = NULL;
+        }
     return arr;
 }
 
@@ -592,20 +683,25 @@ static enum sa_err search_items(struct sa_client *c, long long project_id, long 
 enum sa_err sa_list_items(struct sa_client *c, long long project_id, long long folder_id,
                           const char *const *names, size_t n_names, struct sa_item_list *out)
 {
+    SA_CALL;
     enum sa_err e = SA_OK;
     sa_clear_error();
     memset(out, 0, sizeof *out);
+    if (names && names_ok("list items", names, n_names) != SA_OK)
+        return sa_fail(c, SA_ERR_INVAL);
     if (!names) {
         e = search_items(c, project_id, folder_id, NULL, sa_call_deadline(c), out);
     } else {
         for (size_t at = 0; at < n_names && e == SA_OK; at += 1000) {
             size_t k = n_names - at < 1000 ? n_names - at : 1000;
             json_t *arr = names_array(names + at, k);
-            json_t *cond = json_pack("{s:{s:o}}", "name", "$in", arr);
-            if (!cond)
+            json_t *cond = arr ? json_pack("{s:{s:o}}", "name", "$in", arr) : NULL;
+            if (!cond) {
+                sa_set_error("list items: out of memory");
                 e = SA_ERR_NOMEM;
-            else
+            } else {
                 e = search_items(c, project_id, folder_id, cond, sa_call_deadline(c), out);
+            }
             json_decref(cond);
         }
     }
@@ -617,6 +713,7 @@ enum sa_err sa_list_items(struct sa_client *c, long long project_id, long long f
 enum sa_err sa_get_item(struct sa_client *c, long long project_id, long long item_id,
                         struct sa_item *out)
 {
+    SA_CALL;
     char ctx[128], path[64];
     json_t *j = NULL;
     sa_clear_error();
@@ -631,6 +728,46 @@ enum sa_err sa_get_item(struct sa_client *c, long long project_id, long long ite
     if (e == SA_OK)
         parse_item(j, out);
     json_decref(j);
+    return sa_fail(c, e);
+}
+
+/* ------------------------------------------------------------------ */
+/* §9.3 classes                                                        */
+
+static enum sa_err add_class(void *ud, json_t *row)
+{
+    return json_array_append(ud, row) ? SA_ERR_NOMEM : SA_OK;
+}
+
+enum sa_err sa_list_classes(struct sa_client *c, long long project_id, char **json,
+                            size_t *len)
+{
+    SA_CALL;
+    char q[64];
+    enum sa_err e;
+    sa_clear_error();
+    *json = NULL;
+    *len = 0;
+    json_t *arr = json_array();
+    if (!arr) {
+        sa_set_error("list classes: out of memory");
+        return sa_fail(c, SA_ERR_NOMEM);
+    }
+    snprintf(q, sizeof q, "project_id=%lld", project_id);
+    e = paginate_a(c, SA_SVC_MAIN, "classes", q, SA_REQ_OTHER, add_class, arr);
+    if (e == SA_OK) {
+        char *s = json_dumps(arr, JSON_COMPACT);
+        if (s) {
+            *json = s;
+            *len = strlen(s);
+        } else {
+            sa_set_error("list classes: out of memory");
+            e = SA_ERR_NOMEM;
+        }
+    } else if (e == SA_ERR_NOMEM && !sa_last_error()[0]) {
+        sa_set_error("list classes: out of memory");
+    }
+    json_decref(arr);
     return sa_fail(c, e);
 }
 
@@ -722,6 +859,7 @@ static enum sa_err fetch_workflow(struct sa_client *c, long long project_id,
 enum sa_err sa_get_workflow(struct sa_client *c, long long project_id, long long workflow_id,
                             struct sa_workflow *out)
 {
+    SA_CALL;
     sa_clear_error();
     memset(out, 0, sizeof *out);
     double now = sa_now();
@@ -729,7 +867,7 @@ enum sa_err sa_get_workflow(struct sa_client *c, long long project_id, long long
     for (int i = 0; i < SA_WF_CACHE_N; i++) {
         struct sa_wf_cache_ent *ce = &c->wf_cache[i];
         if (ce->at > 0 && now - ce->at < 5.0 && ce->project_id == project_id &&
-            ce->workflow_id == workflow_id) {
+            ce->workflow_id == workflow_id && !sa_cancelled()) {
             enum sa_err e = sa_workflow_copy(out, &ce->wf);
             pthread_mutex_unlock(&c->wf_mu);
             return sa_fail(c, e);
@@ -787,19 +925,24 @@ enum sa_err sa_set_annotation_statuses(struct sa_client *c, long long project_id
                                        long long folder_id, int status_value,
                                        const char *const *names, size_t n)
 {
+    SA_CALL;
     char q[64];
     enum sa_err e = SA_OK;
     sa_clear_error();
+    if (names_ok("set statuses", names, n) != SA_OK)
+        return sa_fail(c, SA_ERR_INVAL);
     snprintf(q, sizeof q, "project_id=%lld", project_id);
     double deadline = sa_call_deadline(c);
     for (size_t at = 0; at < n && e == SA_OK; at += 500) {
         size_t k = n - at < 500 ? n - at : 500;
         json_t *arr = names_array(names + at, k);
-        json_t *b = json_pack("{s:I,s:i,s:o}", "folder_id", (json_int_t)folder_id,
-                              "annotation_status", status_value, "image_names", arr);
+        json_t *b = arr ? json_pack("{s:I,s:i,s:o}", "folder_id", (json_int_t)folder_id,
+                                    "annotation_status", status_value, "image_names", arr)
+                        : NULL;
         char *body = b ? sa_jdump(b) : NULL;
         json_decref(b);
         if (!body) {
+            sa_set_error("set statuses: out of memory");
             e = SA_ERR_NOMEM;
             break;
         }
@@ -821,6 +964,7 @@ enum sa_err sa_set_annotation_statuses(struct sa_client *c, long long project_id
 enum sa_err sa_delete_annotations(struct sa_client *c, long long project_id,
                                   long long folder_id, const char *const *names, size_t n)
 {
+    SA_CALL;
     char q[96];
     enum sa_err e = SA_OK;
     sa_clear_error();
@@ -828,23 +972,20 @@ enum sa_err sa_delete_annotations(struct sa_client *c, long long project_id,
      * accident */
     if (n == 0)
         return SA_OK;
+    /* every name is checked before anything is sent: a chunk must never go
+     * out with names dropped (an empty list means the whole folder) */
+    if (names_ok("annotations/remove", names, n) != SA_OK)
+        return sa_fail(c, SA_ERR_INVAL);
     double deadline = sa_call_deadline(c);
     snprintf(q, sizeof q, "project_id=%lld&folder_id=%lld", project_id, folder_id);
     for (size_t at = 0; at < n && e == SA_OK; at += 2000) {
         size_t k = n - at < 2000 ? n - at : 2000;
         json_t *arr = names_array(names + at, k);
-        if (arr && json_array_size(arr) == 0) {
-            /* every name was dropped (not UTF-8): an empty list must never
-             * go out, no names means the whole folder */
-            json_decref(arr);
-            sa_set_error("annotations/remove: no item name is valid UTF-8");
-            e = SA_ERR_INVAL;
-            break;
-        }
-        json_t *b = json_pack("{s:o}", "image_names", arr);
+        json_t *b = arr ? json_pack("{s:o}", "image_names", arr) : NULL;
         char *body = b ? sa_jdump(b) : NULL;
         json_decref(b);
         if (!body) {
+            sa_set_error("annotations/remove: out of memory");
             e = SA_ERR_NOMEM;
             break;
         }
@@ -896,7 +1037,8 @@ enum sa_err sa_delete_annotations(struct sa_client *c, long long project_id,
                 e = SA_ERR_TIMEOUT;
                 break;
             }
-            sa_sleep(nap);
+            if ((e = sa_nap(nap, "annotations/getRemoveStatus: waiting")) != SA_OK)
+                break;
             nap = nap * 2 > 1.0 ? 1.0 : nap * 2;
         }
         sa_buf_free(&pq);

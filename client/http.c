@@ -36,6 +36,7 @@ const char *sa_strerror(enum sa_err e)
     case SA_ERR_TOOBIG: return "too big";
     case SA_ERR_NOMEM: return "out of memory";
     case SA_ERR_UNSUPP: return "not supported";
+    case SA_ERR_CANCELLED: return "cancelled";
     }
     return "unknown error";
 }
@@ -99,6 +100,92 @@ void sa_client_stats(struct sa_client *c, struct sa_stats *out)
 }
 
 /* ------------------------------------------------------------------ */
+/* The calling thread's call scope: cancel flag, server dates          */
+
+/* Per thread: the installed cancel flag; the dates of its most recent call
+ * that made requests (own), or, in an internal worker thread, the record of
+ * the thread it works for (inherited); the nesting of public calls; and
+ * whether the outermost call has yet to start its record (fresh: done at
+ * its first request, so a call that sends nothing keeps the last record). */
+static __thread struct {
+    const volatile int *cancel;
+    struct sa_dates own;
+    struct sa_dates *inherited;
+    int depth, fresh;
+} tl_scope;
+
+int sa_call_enter(void)
+{
+    if (tl_scope.depth++ == 0 && !tl_scope.inherited)
+        tl_scope.fresh = 1;
+    return 0;
+}
+
+void sa_call_leave(int *guard)
+{
+    (void)guard;
+    tl_scope.depth--;
+}
+
+/* The record this thread's responses go to; starts the call's record. */
+static struct sa_dates *dates_rec(void)
+{
+    if (tl_scope.inherited)
+        return tl_scope.inherited;
+    if (tl_scope.fresh) {
+        tl_scope.fresh = 0;
+        __atomic_store_n(&tl_scope.own.first_ms, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&tl_scope.own.last_ms, 0, __ATOMIC_RELAXED);
+    }
+    return &tl_scope.own;
+}
+
+static void dates_add(struct sa_dates *d, int64_t ms)
+{
+    int64_t cur = __atomic_load_n(&d->first_ms, __ATOMIC_RELAXED);
+    while ((cur == 0 || ms < cur) &&
+           !__atomic_compare_exchange_n(&d->first_ms, &cur, ms, 0, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED))
+        ;
+    cur = __atomic_load_n(&d->last_ms, __ATOMIC_RELAXED);
+    while (ms > cur && !__atomic_compare_exchange_n(&d->last_ms, &cur, ms, 0,
+                                                    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+}
+
+void sa_last_dates(int64_t *first_ms, int64_t *last_ms)
+{
+    if (first_ms)
+        *first_ms = __atomic_load_n(&tl_scope.own.first_ms, __ATOMIC_RELAXED);
+    if (last_ms)
+        *last_ms = __atomic_load_n(&tl_scope.own.last_ms, __ATOMIC_RELAXED);
+}
+
+void sa_cancel_scope(const volatile int *flag)
+{
+    tl_scope.cancel = flag;
+}
+
+void sa_scope_get(struct sa_scope *out)
+{
+    out->cancel = tl_scope.cancel;
+    out->dates = dates_rec();
+}
+
+void sa_scope_adopt(const struct sa_scope *s)
+{
+    tl_scope.cancel = s->cancel;
+    tl_scope.inherited = s->dates;
+    tl_scope.fresh = 0;
+}
+
+int sa_cancelled(void)
+{
+    const volatile int *f = tl_scope.cancel;
+    return f && __atomic_load_n(f, __ATOMIC_ACQUIRE) != 0;
+}
+
+/* ------------------------------------------------------------------ */
 /* Small helpers                                                       */
 
 double sa_now(void)
@@ -117,6 +204,51 @@ void sa_sleep(double s)
     ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;
+}
+
+enum sa_err sa_nap(double s, const char *what)
+{
+    double end = sa_now() + s;
+    for (;;) {
+        if (sa_cancelled()) {
+            sa_set_error("%s: cancelled", what);
+            return SA_ERR_CANCELLED;
+        }
+        double left = end - sa_now();
+        if (left <= 0)
+            return SA_OK;
+        sa_sleep(left < SA_POLL_MS / 1000.0 ? left : SA_POLL_MS / 1000.0);
+    }
+}
+
+int sa_utf8_ok(const char *str)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    while (*s) {
+        unsigned c = *s, cp, need;
+        if (c < 0x80) {
+            s++;
+            continue;
+        }
+        if (c >= 0xC2 && c <= 0xDF)
+            need = 1, cp = c & 0x1F;
+        else if (c >= 0xE0 && c <= 0xEF)
+            need = 2, cp = c & 0x0F;
+        else if (c >= 0xF0 && c <= 0xF4)
+            need = 3, cp = c & 0x07;
+        else
+            return 0; /* a continuation byte, an overlong 0xC0/0xC1, or > U+10FFFF */
+        for (unsigned i = 1; i <= need; i++) {
+            if ((s[i] & 0xC0) != 0x80)
+                return 0; /* also stops at the NUL */
+            cp = cp << 6 | (s[i] & 0x3F);
+        }
+        if ((need == 2 && cp < 0x800) || (need == 3 && cp < 0x10000) || cp > 0x10FFFF ||
+            (cp >= 0xD800 && cp <= 0xDFFF))
+            return 0;
+        s += need + 1;
+    }
+    return 1;
 }
 
 double sa_call_deadline(const struct sa_client *c)
@@ -448,8 +580,10 @@ void sa_client_free(struct sa_client *c)
     if (!c)
         return;
     if (c->pool) {
-        for (size_t i = 0; i < c->n_free; i++)
-            curl_easy_cleanup(c->pool[i]);
+        for (size_t i = 0; i < c->n_free; i++) {
+            curl_easy_cleanup(c->pool[i].h);
+            curl_multi_cleanup(c->pool[i].m);
+        }
         free(c->pool);
         pthread_mutex_destroy(&c->pool_mu);
         pthread_cond_destroy(&c->pool_cv);
@@ -483,33 +617,53 @@ long long sa_client_team_id(const struct sa_client *c)
 /* ------------------------------------------------------------------ */
 /* Handle pool                                                         */
 
-static CURL *pool_get(struct sa_client *c)
+/* A free slot into *out: 0; -1 when out of memory; 1 when the calling
+ * thread's cancel flag was set while every slot was busy. */
+static int pool_get(struct sa_client *c, struct sa_conn *out)
 {
-    CURL *h = NULL;
     pthread_mutex_lock(&c->pool_mu);
-    while (c->n_free == 0 && c->n_handles >= c->max_handles)
-        pthread_cond_wait(&c->pool_cv, &c->pool_mu);
+    while (c->n_free == 0 && c->n_handles >= c->max_handles) {
+        if (sa_cancelled()) {
+            pthread_mutex_unlock(&c->pool_mu);
+            return 1;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += SA_POLL_MS * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&c->pool_cv, &c->pool_mu, &ts);
+    }
     if (c->n_free > 0) {
-        h = c->pool[--c->n_free];
+        *out = c->pool[--c->n_free];
         pthread_mutex_unlock(&c->pool_mu);
-        return h;
+        return 0;
     }
     c->n_handles++;
     pthread_mutex_unlock(&c->pool_mu);
-    h = curl_easy_init();
-    if (!h) {
+    out->h = curl_easy_init();
+    out->m = curl_multi_init();
+    if (!out->h || !out->m) {
+        curl_easy_cleanup(out->h);
+        if (out->m)
+            curl_multi_cleanup(out->m);
+        out->h = NULL;
+        out->m = NULL;
         pthread_mutex_lock(&c->pool_mu);
         c->n_handles--;
         pthread_cond_signal(&c->pool_cv);
         pthread_mutex_unlock(&c->pool_mu);
+        return -1;
     }
-    return h;
+    return 0;
 }
 
-static void pool_put(struct sa_client *c, CURL *h)
+static void pool_put(struct sa_client *c, const struct sa_conn *k)
 {
     pthread_mutex_lock(&c->pool_mu);
-    c->pool[c->n_free++] = h;
+    c->pool[c->n_free++] = *k;
     pthread_cond_signal(&c->pool_cv);
     pthread_mutex_unlock(&c->pool_mu);
 }
@@ -669,6 +823,95 @@ static const char *const svc_name[SA_SVC__COUNT] = {"", "item:", "wm:", "v4:", "
 
 #define SA_MAX_RETRIES 6
 
+/* One transfer on @p k, driven here rather than by curl_easy_perform (whose
+ * internal wait is up to 1 s): the multi is polled every SA_POLL_MS and the
+ * calling thread's cancel flag checked in between. A cancel removes the
+ * handle mid-transfer (curl closes that connection), sets *cancelled and
+ * gives CURLE_ABORTED_BY_CALLBACK. */
+static CURLcode perform(struct sa_conn *k, int *cancelled)
+{
+    CURLcode cc = CURLE_GOT_NOTHING;
+    int running = 1;
+    *cancelled = 0;
+    CURLMcode mc = curl_multi_add_handle(k->m, k->h);
+    if (mc != CURLM_OK)
+        return mc == CURLM_OUT_OF_MEMORY ? CURLE_OUT_OF_MEMORY : CURLE_FAILED_INIT;
+    for (;;) {
+        mc = curl_multi_perform(k->m, &running);
+        if (mc != CURLM_OK || !running)
+            break;
+        if (sa_cancelled()) {
+            *cancelled = 1;
+            break;
+        }
+        mc = curl_multi_poll(k->m, NULL, 0, SA_POLL_MS, NULL);
+        if (mc != CURLM_OK)
+            break;
+    }
+    if (mc != CURLM_OK) {
+        cc = mc == CURLM_OUT_OF_MEMORY ? CURLE_OUT_OF_MEMORY : CURLE_FAILED_INIT;
+    } else if (*cancelled) {
+        cc = CURLE_ABORTED_BY_CALLBACK;
+    } else {
+        CURLMsg *msg;
+        int left;
+        while ((msg = curl_multi_info_read(k->m, &left)))
+            if (msg->msg == CURLMSG_DONE && msg->easy_handle == k->h)
+                cc = msg->data.result;
+    }
+    curl_multi_remove_handle(k->m, k->h);
+    return cc;
+}
+
+/* The response's `Date` header (if any, and parsable) into @p d. */
+static void note_date(CURL *h, struct sa_dates *d)
+{
+    struct curl_header *hd = NULL;
+    if (curl_easy_header(h, "Date", 0, CURLH_HEADER, -1, &hd) != CURLHE_OK || !hd ||
+        !hd->value)
+        return;
+    time_t t = curl_getdate(hd->value, NULL);
+    if (t > 0)
+        dates_add(d, (int64_t)t * 1000);
+}
+
+/* After a failed attempt of @p rq that may have taken effect: ask its
+ * landed(). The caller's pool slot must be released (landed makes its own
+ * requests). SA_OK: *resp now holds the answer. SA_ERR_NOTFOUND: it did not
+ * take effect (the detail is the failed attempt's again). Otherwise: it
+ * cannot be told (the detail says both). */
+static enum sa_err ask_landed(struct sa_client *c, const struct sa_req *rq, double deadline,
+                              struct sa_resp *resp)
+{
+    char failed[1024];
+    struct sa_resp lr;
+    memset(&lr, 0, sizeof lr);
+    snprintf(failed, sizeof failed, "%s", sa_last_error());
+    /* one look-up even when the call deadline has passed */
+    double floor = sa_now() + SA_CONNECT_S * c->scale;
+    enum sa_err le = rq->landed(c, rq->landed_ud, deadline > floor ? deadline : floor, &lr);
+    if (le == SA_OK) {
+        int unsure = resp->unsure;
+        sa_logf(c, LOG_INFO, "%s: the answer was lost, but the request had taken effect",
+                failed);
+        sa_resp_clear(resp);
+        *resp = lr;
+        resp->unsure = unsure;
+        sa_clear_error();
+        return SA_OK;
+    }
+    sa_resp_clear(&lr);
+    if (le == SA_ERR_NOTFOUND) {
+        sa_logf(c, LOG_INFO, "%s: the request had not taken effect", failed);
+        sa_set_error("%s", failed);
+        return le;
+    }
+    char why[512];
+    snprintf(why, sizeof why, "%s", sa_last_error());
+    sa_set_error("%s; whether it took effect is unknown: %s", failed, why);
+    return le;
+}
+
 enum sa_err sa_http(struct sa_client *c, const struct sa_req *rq, struct sa_resp *resp)
 {
     enum sa_err err = SA_OK;
@@ -677,7 +920,8 @@ enum sa_err sa_http(struct sa_client *c, const struct sa_req *rq, struct sa_resp
     char *ctx64 = NULL;
     char errbuf[CURL_ERROR_SIZE];
     char ua[64];
-    CURL *h = NULL;
+    struct sa_conn k = {0};
+    int have = 0; /* k is ours */
     const char *path = rq->path;
     double deadline = rq->deadline > 0 ? rq->deadline : sa_call_deadline(c);
 
@@ -728,20 +972,20 @@ enum sa_err sa_http(struct sa_client *c, const struct sa_req *rq, struct sa_resp
         err = SA_ERR_NOMEM;
         goto out;
     }
-
-    h = pool_get(c);
-    if (!h) {
-        sa_set_error("%s %s%s: curl_easy_init failed", rq->method, svc_name[rq->svc], path);
-        err = SA_ERR_NOMEM;
+    if (sa_cancelled()) {
+        /* nothing sent, and the call's date record left as it was */
+        sa_set_error("%s %s%s: cancelled", rq->method, svc_name[rq->svc], path);
+        err = SA_ERR_CANCELLED;
         goto out;
     }
+    struct sa_dates *dates = dates_rec();
 
     for (int attempt = 0;; attempt++) {
         double remaining = deadline - sa_now();
-        struct xfer x = {.h = h, .sink = rq->sink};
+        struct xfer x = {.sink = rq->sink};
         curl_mime *mime = NULL;
-        int retry = 0;
-        long status = 0;
+        int retry = 0, cancelled = 0;
+        long status = 0, reqsize = 0;
         char msg[512];
 
         if (remaining <= 0) {
@@ -751,6 +995,23 @@ enum sa_err sa_http(struct sa_client *c, const struct sa_req *rq, struct sa_resp
             }
             break;
         }
+        if (sa_cancelled()) {
+            sa_set_error("%s %s%s: cancelled", rq->method, svc_name[rq->svc], path);
+            err = SA_ERR_CANCELLED;
+            break;
+        }
+        if (!have) {
+            int pg = pool_get(c, &k);
+            if (pg) {
+                sa_set_error("%s %s%s: %s", rq->method, svc_name[rq->svc], path,
+                             pg > 0 ? "cancelled" : "curl_easy_init failed");
+                err = pg > 0 ? SA_ERR_CANCELLED : SA_ERR_NOMEM;
+                break;
+            }
+            have = 1;
+        }
+        CURL *h = k.h;
+        x.h = h;
         if (rq->sink && rq->sink->reset)
             rq->sink->reset(rq->sink->ud);
 
@@ -803,10 +1064,15 @@ enum sa_err sa_http(struct sa_client *c, const struct sa_req *rq, struct sa_resp
                 curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, rq->method);
         }
 
-        CURLcode cc = curl_easy_perform(h);
+        CURLcode cc = perform(&k, &cancelled);
         curl_off_t up = 0, down = 0;
         curl_easy_getinfo(h, CURLINFO_SIZE_UPLOAD_T, &up);
         curl_easy_getinfo(h, CURLINFO_SIZE_DOWNLOAD_T, &down);
+        /* bytes of the request (headers) written to the socket by this
+         * attempt: 0 means the server cannot have seen it */
+        curl_easy_getinfo(h, CURLINFO_REQUEST_SIZE, &reqsize);
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+        note_date(h, dates);
         __atomic_fetch_add(&c->stats.requests[rq->kind], 1, __ATOMIC_RELAXED);
         if (attempt > 0)
             __atomic_fetch_add(&c->stats.retries, 1, __ATOMIC_RELAXED);
@@ -817,9 +1083,17 @@ enum sa_err sa_http(struct sa_client *c, const struct sa_req *rq, struct sa_resp
             curl_easy_setopt(h, CURLOPT_MIMEPOST, NULL);
             curl_mime_free(mime);
         }
+        int sent = reqsize > 0 || up > 0;
 
+        if (cancelled) {
+            if (sent && !(status >= 200 && status < 300))
+                resp->unsure = 1;
+            sa_buf_free(&x.body);
+            sa_set_error("%s %s%s: cancelled", rq->method, svc_name[rq->svc], path);
+            err = SA_ERR_CANCELLED;
+            break;
+        }
         if (cc == CURLE_OK) {
-            curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
             if (status >= 200 && status < 300) {
                 resp->status = status;
                 resp->body = x.body.p ? x.body.p : strdup("");
@@ -848,6 +1122,15 @@ enum sa_err sa_http(struct sa_client *c, const struct sa_req *rq, struct sa_resp
             sa_set_error("%s %s%s: %s", rq->method, svc_name[rq->svc], path,
                          errbuf[0] ? errbuf : curl_easy_strerror(cc));
         }
+        /* May the server have acted on this attempt? Only if it got the
+         * request, and then either no complete answer came (connection
+         * failed, timed out, body cut) or the answer was 429/5xx, which a
+         * proxy may give after the backend did the work. A 4xx or a 2xx
+         * answer is the server's own word. */
+        int acted = sent && (cc != CURLE_OK || status == 429 || status >= 500);
+        if (acted)
+            resp->unsure = 1;
+        int ask = acted && rq->landed;
         if (!retry || attempt >= SA_MAX_RETRIES) {
             if (retry)
                 sa_logf(c, LOG_DEBUG, "%s: giving up after %d attempts", sa_last_error(),
@@ -856,6 +1139,13 @@ enum sa_err sa_http(struct sa_client *c, const struct sa_req *rq, struct sa_resp
             resp->body = x.body.p;
             resp->len = x.body.len;
             x.body.p = NULL;
+            if (ask) {
+                pool_put(c, &k);
+                have = 0;
+                enum sa_err le = ask_landed(c, rq, deadline, resp);
+                if (le == SA_OK || le == SA_ERR_CANCELLED)
+                    err = le;
+            }
             break;
         }
         /* backoff: 250 ms × 2^n, ±50 %, capped at 8 s; Retry-After wins */
@@ -875,16 +1165,47 @@ enum sa_err sa_http(struct sa_client *c, const struct sa_req *rq, struct sa_resp
                              path);
             sa_logf(c, LOG_DEBUG, "%s (no time left to retry)", sa_last_error());
             resp->status = status;
+            if (ask) {
+                pool_put(c, &k);
+                have = 0;
+                enum sa_err le = ask_landed(c, rq, deadline, resp);
+                if (le == SA_OK || le == SA_ERR_CANCELLED)
+                    err = le;
+            }
             break;
         }
-        sa_logf(c, LOG_INFO, "%s; retry %d in %.2f s", sa_last_error(), attempt + 1, wait);
-        sa_sleep(wait);
+        sa_logf(c, LOG_INFO, "%s; %s %d in %.2f s", sa_last_error(),
+                ask ? "look-up before retry" : "retry", attempt + 1, wait);
+        {
+            char what[256];
+            snprintf(what, sizeof what, "%s %s%s: retry backoff", rq->method, svc_name[rq->svc],
+                     path);
+            if (sa_nap(wait, what) != SA_OK) {
+                err = SA_ERR_CANCELLED;
+                break;
+            }
+        }
+        if (ask) {
+            /* not sent again blindly: did the failed attempt take effect? */
+            pool_put(c, &k);
+            have = 0;
+            enum sa_err le = ask_landed(c, rq, deadline, resp);
+            if (le == SA_OK) {
+                err = SA_OK;
+                goto out;
+            }
+            if (le != SA_ERR_NOTFOUND) {
+                if (le == SA_ERR_CANCELLED)
+                    err = le;
+                break;
+            }
+        }
     }
     if (err != SA_OK)
         sa_logf(c, LOG_DEBUG, "%s", sa_last_error());
 out:
-    if (h)
-        pool_put(c, h);
+    if (have)
+        pool_put(c, &k);
     curl_slist_free_all(hdrs);
     free(ctx64);
     sa_buf_free(&url);

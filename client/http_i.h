@@ -24,6 +24,14 @@ struct sa_wf_cache_ent {
 };
 #define SA_WF_CACHE_N 8
 
+/* One pooled transfer slot: an easy handle and the multi handle that drives
+ * it (the multi keeps the keep-alive connection between transfers; sa_http
+ * polls it every SA_POLL_MS so a cancel is seen while the server is silent). */
+struct sa_conn {
+    CURL *h;
+    CURLM *m;
+};
+
 struct sa_client {
     char *token;
     long long team_id;
@@ -37,7 +45,7 @@ struct sa_client {
     /* pool of easy handles */
     pthread_mutex_t pool_mu;
     pthread_cond_t pool_cv;
-    CURL **pool;               /* free handles: pool[0..n_free) */
+    struct sa_conn *pool;      /* free slots: pool[0..n_free) */
     size_t n_free, n_handles, max_handles;
 
     CURLSH *share;
@@ -55,6 +63,9 @@ struct sa_client {
 #define SA_STALL_S 30.0
 #define SA_CALL_S 60.0
 #define SA_LARGE_S 600.0
+/* How often a waiting transfer, a backoff sleep or a poll nap looks at the
+ * calling thread's cancel flag (ms). */
+#define SA_POLL_MS 50
 
 /* Sink for a 2xx response body (streamed downloads). Returns 0 to go on,
  * nonzero to abort the transfer. reset is called before each attempt. */
@@ -63,6 +74,8 @@ struct sa_sink {
     void (*reset)(void *ud);
     void *ud;
 };
+
+struct sa_resp;
 
 /* One request. Strings are borrowed. */
 struct sa_req {
@@ -80,18 +93,37 @@ struct sa_req {
     curl_mime *(*mime)(CURL *h, void *ud);
     void *mime_ud;
     const struct sa_sink *sink; /* NULL: buffer the body in resp */
+    /* A request that must not be sent again blindly (client/README.md,
+     * "Re-sending"): after a failed attempt that may have taken effect,
+     * sa_http asks landed() before sending again, and once more before
+     * giving up. landed() runs without the caller's pool slot, may make its
+     * own requests (with @p deadline), and returns SA_OK with @p resp filled
+     * as the 2xx answer would have been (the request took effect),
+     * SA_ERR_NOTFOUND if it did not (sa_http sends it again), or another
+     * error if it cannot tell (sa_http stops). NULL: re-send as usual. */
+    enum sa_err (*landed)(struct sa_client *c, void *ud, double deadline,
+                          struct sa_resp *resp);
+    void *landed_ud;
 };
 
 struct sa_resp {
     long status;
     char *body;                /* NUL-terminated, new */
     size_t len;
+    int unsure;                /* a failed attempt may have taken effect on the
+                                  server: its bytes went out and then the
+                                  connection failed, the attempt timed out, or
+                                  the answer was 429/5xx (whatever the final
+                                  result) */
 };
 void sa_resp_clear(struct sa_resp *r);
 
 /* Do the request with retries (429/502/503/504, connection errors) within
  * its deadline. Returns SA_OK only for a 2xx; otherwise maps the failure,
- * sets the thread's detail and logs. resp is filled in both cases. */
+ * sets the thread's detail and logs. resp is filled in both cases.
+ * Records each response's Date for sa_last_dates(); with the thread's cancel
+ * flag set, sends nothing / aborts the transfer / wakes the backoff and
+ * returns SA_ERR_CANCELLED. rq->landed: see struct sa_req. */
 enum sa_err sa_http(struct sa_client *c, const struct sa_req *rq, struct sa_resp *resp);
 
 /* Same, then parses the body as JSON (new reference in *out). */
@@ -108,6 +140,39 @@ enum sa_err sa_fail(struct sa_client *c, enum sa_err e);
 
 double sa_now(void);            /* CLOCK_MONOTONIC seconds */
 void sa_sleep(double s);
+
+/* ---- the calling thread's call scope (http.c) ----
+ * Every public call that can make requests starts with SA_CALL: it marks the
+ * outermost call of the thread, so sa_last_dates() covers that call and the
+ * public calls it makes itself (nested calls do not start a new record). */
+int sa_call_enter(void);
+void sa_call_leave(int *guard);
+#define SA_CALL                                                                              \
+    __attribute__((cleanup(sa_call_leave), unused)) int sa_call_guard_ = sa_call_enter()
+
+/* What an internal worker thread takes over from the thread it works for:
+ * the cancel flag and where server dates are recorded. */
+struct sa_dates {
+    int64_t first_ms, last_ms; /* 0 = none; updated with __atomic builtins */
+};
+struct sa_scope {
+    const volatile int *cancel;
+    struct sa_dates *dates;
+};
+/* In the calling thread, before starting workers (also starts the call's
+ * date record if no request has done it yet). */
+void sa_scope_get(struct sa_scope *out);
+/* In a worker thread, first thing; @p s must outlive the worker. */
+void sa_scope_adopt(const struct sa_scope *s);
+/* 1 if the calling thread's cancel flag is installed and set. */
+int sa_cancelled(void);
+/* Sleep @p s seconds, waking within SA_POLL_MS of a cancel: then sets the
+ * detail "<what>: cancelled" and returns SA_ERR_CANCELLED; else SA_OK. */
+enum sa_err sa_nap(double s, const char *what);
+
+/* 1 if the NUL-terminated @p s is valid UTF-8 (jansson's rules: no overlong
+ * forms, no surrogates, nothing above U+10FFFF). */
+int sa_utf8_ok(const char *s);
 double sa_call_deadline(const struct sa_client *c);
 double sa_large_deadline(const struct sa_client *c);
 

@@ -625,6 +625,121 @@ static void test_delete_failed(void)
     where_free(&w);
 }
 
+static void test_upload_large_finish_lost(void)
+{
+    /* the finish stores the document but its answer is cut: the re-sent
+     * finish is refused (the upload is closed: 400 Unknown upload_id), so
+     * the document goes up once more from the start; SA_OK, stored intact */
+    struct where w;
+    where_get(C, "Bench", "f", &w);
+    char *doc = make_doc(w.names[22], "", 16u * 1024 * 1024);
+    struct sa_upload_doc u = {.item_id = w.ids[22], .name = w.names[22], .json = doc,
+                              .len = strlen(doc)};
+    char fault[256];
+    snprintf(fault, sizeof fault,
+             "{\"method\":\"POST\",\"path\":\"/api/v4/items/%lld/annotations/upload/multipart/"
+             "finish\",\"drop\":true}",
+             w.ids[22]);
+    emu_reset_stats(&E);
+    emu_fault(&E, fault);
+    expect_ok(sa_upload_annotations(C, &w.p, w.f.id, &u, 1, 1));
+    fail_unless(u.result == SA_OK);
+    char route[160];
+    snprintf(route, sizeof route,
+             "POST /api/v3.01/items/%lld/annotations/upload/multipart/start", w.ids[22]);
+    fail_unless_msg(emu_count(&E, route) == 2, "%lld starts", emu_count(&E, route));
+    snprintf(route, sizeof route,
+             "POST /api/v4/items/%lld/annotations/upload/multipart/finish", w.ids[22]);
+    fail_unless_msg(emu_count(&E, route) == 3, "%lld finishes (dropped, refused, ok)",
+                    emu_count(&E, route));
+    snprintf(route, sizeof route, "POST /api/v4/items/%lld/annotations/sync", w.ids[22]);
+    fail_unless(emu_count(&E, route) == 1);
+
+    struct coll *k = calloc(1, sizeof *k);
+    long long id = w.ids[22];
+    expect_ok(sa_download_annotations(C, w.p.id, w.f.id, &id, &w.names[22], 1, collect, k));
+    fail_unless(k->n == 1);
+    fail_unless(k->lens[0] == u.len && !memcmp(k->docs[0], doc, u.len));
+    coll_free(k);
+    free(k);
+    free(doc);
+    where_free(&w);
+}
+
+static void test_upload_small_answer_lost(void)
+{
+    /* a small upload re-sent after its answer was lost: the same bytes
+     * again, SA_OK */
+    struct where w;
+    where_get(C, "Demo Vector", "val", &w);
+    char *doc = make_doc("val_006.jpg", "", 5);
+    struct sa_upload_doc u = {.item_id = item_id_named(&w, "val_006.jpg"),
+                              .name = "val_006.jpg", .json = doc, .len = strlen(doc)};
+    emu_reset_stats(&E);
+    emu_fault(&E, "{\"method\":\"POST\",\"path\":\"/api/v4/items/annotations/upload\","
+                  "\"drop\":true}");
+    expect_ok(sa_upload_annotations(C, &w.p, w.f.id, &u, 1, 1));
+    fail_unless(emu_count(&E, "POST /api/v4/items/annotations/upload") == 2);
+    struct coll *k = calloc(1, sizeof *k);
+    expect_ok(sa_download_annotations(C, w.p.id, w.f.id, &u.item_id, &u.name, 1, collect, k));
+    fail_unless(k->n == 1 && k->lens[0] == u.len && !memcmp(k->docs[0], doc, u.len));
+    coll_free(k);
+    free(k);
+    free(doc);
+    where_free(&w);
+}
+
+static void test_delete_answer_lost(void)
+{
+    /* annotations/remove re-sent after its answer was lost: the items still
+     * match, so the emulator gives a new poll_id; its status is polled;
+     * SA_OK, documents gone */
+    struct where w;
+    where_get(C, "Demo Vector", "val", &w);
+    const char *names[] = {"val_002.jpg", "val_003.jpg"};
+    emu_reset_stats(&E);
+    emu_fault(&E, "{\"method\":\"POST\",\"path\":\"/annotations/remove\",\"drop\":true}");
+    expect_ok(sa_delete_annotations(C, w.p.id, w.f.id, names, 2));
+    fail_unless(emu_count(&E, "POST /annotations/remove") == 2);
+    fail_unless(emu_count(&E, "GET /annotations/getRemoveStatus") == 2);
+    struct coll *k = calloc(1, sizeof *k);
+    long long ids[2] = {item_id_named(&w, names[0]), item_id_named(&w, names[1])};
+    expect_ok(sa_download_annotations(C, w.p.id, w.f.id, ids, names, 2, collect, k));
+    fail_unless(k->n == 2);
+    for (size_t i = 0; i < 2; i++)
+        fail_unless_msg(strstr(k->docs[i], "\"instances\":[]") != NULL, "not emptied: %.200s",
+                        k->docs[i]);
+    coll_free(k);
+    free(k);
+    where_free(&w);
+}
+
+static void test_upload_invalid_utf8_name(void)
+{
+    /* a name that is not UTF-8 fails alone, before anything is sent */
+    struct where w;
+    where_get(C, "Demo Vector", "val", &w);
+    char *good = make_doc("val_005.jpg", "", 5);
+    struct sa_upload_doc u[2] = {
+        {.item_id = item_id_named(&w, "val_005.jpg"), .name = "val_005.jpg", .json = good,
+         .len = strlen(good)},
+        {.item_id = 1, .name = "bad\xc3(.jpg", .json = "{}", .len = 2},
+    };
+    emu_reset_stats(&E);
+    expect_err(SA_ERR_INVAL, sa_upload_annotations(C, &w.p, w.f.id, u, 2, 1));
+    fail_unless(u[0].result == SA_OK);
+    fail_unless(u[1].result == SA_ERR_INVAL && strstr(u[1].detail, "UTF-8"));
+    fail_unless(emu_count(&E, "POST /api/v4/items/annotations/upload") == 1);
+    /* the multipart body named only the good document */
+    char *body = NULL;
+    fail_unless(emu_http(&E, "GET", "/_emulator/requests?path=/api/v4/items/annotations/upload",
+                         NULL, &body) == 200);
+    fail_unless(strstr(body, "val_005.jpg") && !strstr(body, "bad"));
+    free(body);
+    free(good);
+    where_free(&w);
+}
+
 struct dthr {
     struct where *w;
     int ok;
@@ -684,6 +799,10 @@ int main(void)
     t_run("delete_invalid_utf8_names", test_delete_invalid_utf8_names);
     t_run("delete_failed", test_delete_failed);
     t_run("concurrent_downloads", test_concurrent_downloads);
+    t_run("upload_large_finish_lost", test_upload_large_finish_lost);
+    t_run("upload_small_answer_lost", test_upload_small_answer_lost);
+    t_run("delete_answer_lost", test_delete_answer_lost);
+    t_run("upload_invalid_utf8_name", test_upload_invalid_utf8_name);
     sa_client_free(C);
     emu_stop(&EL);
     emu_stop(&E);

@@ -4,6 +4,8 @@
 #include <pthread.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "harness.h"
 
 static struct emu E;
@@ -321,6 +323,91 @@ static void test_threads(void)
     fail_unless(s1.bytes_down > s0.bytes_down);
 }
 
+static void test_classes(void)
+{
+    struct sa_project p;
+    char *js = (char *)1;
+    size_t len = 1;
+    expect_ok(sa_get_project_by_name(C, "Demo Vector", &p));
+    emu_reset_stats(&E);
+    expect_ok(sa_list_classes(C, p.id, &js, &len));
+    fail_unless(emu_count(&E, "GET /classes") == 1);
+    fail_unless(js && len == strlen(js));
+    json_error_t je;
+    json_t *a = json_loads(js, 0, &je);
+    fail_unless_msg(json_is_array(a), "not an array: %s", js);
+    fail_unless(json_array_size(a) == 2);
+    static const char *const names[] = {"car", "person"};
+    for (size_t i = 0; i < 2; i++) {
+        json_t *cl = json_array_get(a, i);
+        fail_unless(json_integer_value(json_object_get(cl, "id")) ==
+                    p.id * 100 + (long long)i + 1);
+        fail_unless(!strcmp(json_string_value(json_object_get(cl, "name")), names[i]));
+        fail_unless(json_integer_value(json_object_get(cl, "project_id")) == p.id);
+        /* every field kept, nested ones too */
+        json_t *g = json_array_get(json_object_get(cl, "attribute_groups"), 0);
+        fail_unless(json_is_array(json_object_get(g, "attributes")));
+        fail_unless(json_is_false(json_object_get(g, "is_multiselect")));
+    }
+    /* key order as the API sent it */
+    fail_unless(!strncmp(js, "[{\"id\":", 7));
+    json_decref(a);
+    free(js);
+    sa_project_clear(&p);
+
+    expect_err(SA_ERR_NOTFOUND, sa_list_classes(C, 987654, &js, &len));
+    fail_unless(js == NULL && len == 0);
+}
+
+static void test_invalid_utf8_names(void)
+{
+    /* each call that takes a name: INVAL, a detail saying so, nothing sent
+     * (jansson refuses such strings; before, that read "out of memory") */
+    static const char *const bad[] = {
+        "bad\xff",          /* not a UTF-8 byte */
+        "a\xc3",            /* truncated sequence */
+        "\xc0\xaf",         /* overlong '/' */
+        "\xe0\x80\xaf",     /* overlong '/', 3 bytes */
+        "\xed\xa0\x80",     /* a UTF-16 surrogate */
+        "\xf4\x90\x80\x80", /* above U+10FFFF */
+        "\x80x",            /* a lone continuation byte */
+    };
+    struct sa_project p, q;
+    struct sa_folder f;
+    struct sa_item_list il;
+    struct sa_project_list pl;
+    expect_ok(sa_get_project_by_name(C, "Demo Vector", &p));
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *names[] = {"street_001.jpg", bad[i]};
+        emu_reset_stats(&E);
+        expect_err(SA_ERR_INVAL, sa_create_folder(C, p.id, bad[i], &f));
+        fail_unless_msg(strstr(sa_last_error(), "not valid UTF-8") != NULL, "detail: %s",
+                        sa_last_error());
+        fail_unless(f.name == NULL);
+        expect_err(SA_ERR_INVAL, sa_rename_folder(C, p.id, p.root_folder_id + 1, bad[i]));
+        fail_unless(strstr(sa_last_error(), "UTF-8") != NULL);
+        expect_err(SA_ERR_INVAL, sa_get_folder_by_name(C, p.id, bad[i], &f));
+        expect_err(SA_ERR_INVAL, sa_get_project_by_name(C, bad[i], &q));
+        fail_unless(q.name == NULL);
+        expect_err(SA_ERR_INVAL, sa_list_projects(C, bad[i], &pl));
+        expect_err(SA_ERR_INVAL, sa_list_items(C, p.id, p.root_folder_id, names, 2, &il));
+        fail_unless_msg(strstr(sa_last_error(), "#2") != NULL, "detail: %s", sa_last_error());
+        fail_unless(il.n == 0 && il.v == NULL);
+        expect_err(SA_ERR_INVAL,
+                   sa_set_annotation_statuses(C, p.id, p.root_folder_id, 2, names, 2));
+        fail_unless(strstr(sa_last_error(), "UTF-8") != NULL);
+        expect_err(SA_ERR_INVAL, sa_delete_annotations(C, p.id, p.root_folder_id, names, 2));
+        fail_unless_msg(emu_total(&E) == 0, "%s: %lld requests sent", bad[i], emu_total(&E));
+    }
+    /* valid UTF-8 of every length still goes through */
+    expect_ok(sa_create_folder(C, p.id, "a\xc3\xa9\xe6\x9d\xb1\xf0\x9f\x9a\x97", &f));
+    fail_unless(!strcmp(f.name, "a\xc3\xa9\xe6\x9d\xb1\xf0\x9f\x9a\x97"));
+    long long ids[1] = {f.id};
+    expect_ok(sa_delete_folders(C, p.id, ids, 1));
+    sa_folder_clear(&f);
+    sa_project_clear(&p);
+}
+
 int main(void)
 {
     const char *args[] = {"--seed", "demo", "--seed-items", "Bench/f=4500", NULL};
@@ -334,6 +421,8 @@ int main(void)
     t_run("pagination", test_pagination);
     t_run("workflow_statuses", test_workflow_statuses);
     t_run("threads", test_threads);
+    t_run("classes", test_classes);
+    t_run("invalid_utf8_names", test_invalid_utf8_names);
     sa_client_free(C);
     emu_stop(&E);
     return t_done();

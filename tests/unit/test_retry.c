@@ -4,6 +4,8 @@
 #include <string.h>
 #include <syslog.h>
 
+#include <jansson.h>
+
 #include "harness.h"
 
 static struct emu E;
@@ -12,6 +14,7 @@ struct logrec {
     pthread_mutex_t mu;
     int info, debug;
     int token_seen;
+    int took_effect; /* "had taken effect" lines at LOG_INFO */
 };
 static struct logrec L = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
@@ -25,6 +28,8 @@ static void on_log(void *ud, int level, const char *msg)
         L.debug++;
     if (strstr(msg, "emulator-token"))
         L.token_seen = 1;
+    if (level == LOG_INFO && strstr(msg, "had taken effect"))
+        L.took_effect++;
     pthread_mutex_unlock(&L.mu);
 }
 
@@ -42,8 +47,9 @@ static void before(void)
 {
     emu_clear_faults(&E);
     emu_reset_stats(&E);
+    fail_unless(emu_http(&E, "POST", "/_emulator/reset-requests", NULL, NULL) == 200);
     pthread_mutex_lock(&L.mu);
-    L.info = L.debug = 0;
+    L.info = L.debug = L.took_effect = 0;
     pthread_mutex_unlock(&L.mu);
 }
 
@@ -223,6 +229,151 @@ static void test_headers(void)
     sa_client_free(c);
 }
 
+/* The requests recorded under @p prefix, as "METHOD /path" lines, into
+ * out (one string, '\n' after each). */
+static void sent(const char *prefix, char *out, size_t outlen)
+{
+    char q[256], *body = NULL;
+    snprintf(q, sizeof q, "/_emulator/requests?path=%s", prefix);
+    fail_unless(emu_http(&E, "GET", q, NULL, &body) == 200);
+    json_t *j = json_loads(body, 0, NULL);
+    fail_unless_msg(j != NULL, "requests: %s", body);
+    size_t i, at = 0;
+    json_t *r;
+    out[0] = '\0';
+    json_array_foreach(json_object_get(j, "requests"), i, r) {
+        int n = snprintf(out + at, outlen - at, "%s %s\n",
+                         json_string_value(json_object_get(r, "method")),
+                         json_string_value(json_object_get(r, "path")));
+        if (n > 0 && (size_t)n < outlen - at)
+            at += (size_t)n;
+    }
+    json_decref(j);
+    free(body);
+}
+
+static int folders_named(struct sa_client *c, long long pid, const char *name)
+{
+    struct sa_folder_list l;
+    int n = 0;
+    expect_ok(sa_list_folders(c, pid, &l));
+    for (size_t i = 0; i < l.n; i++)
+        n += !strcmp(l.v[i].name, name);
+    sa_folder_list_clear(&l);
+    return n;
+}
+
+static void test_create_folder_answer_lost(void)
+{
+    /* the folder is created, its answer cut short: not sent again, looked
+     * up, found: SA_OK with it */
+    struct sa_client *c = client(1.0);
+    struct sa_folder f;
+    char got[1024];
+    before();
+    emu_fault(&E, "{\"method\":\"POST\",\"path\":\"/folder\",\"drop\":true}");
+    expect_ok(sa_create_folder(c, 101, "lost answer", &f));
+    fail_unless(f.id > 0 && f.project_id == 101 && !strcmp(f.name, "lost answer"));
+    sent("/folder", got, sizeof got);
+    fail_unless_msg(!strcmp(got, "POST /folder\nGET /folder/getFolderByName\n"), "sent:\n%s",
+                    got);
+    fail_unless(folders_named(c, 101, "lost answer") == 1);
+    fail_unless(L.took_effect == 1);
+    struct sa_stats s;
+    sa_client_stats(c, &s);
+    fail_unless(s.errors == 0);
+    sa_folder_clear(&f);
+
+    /* and a duplicate is still EXISTS, with no look-up */
+    before();
+    expect_err(SA_ERR_EXISTS, sa_create_folder(c, 101, "lost answer", &f));
+    sent("/folder", got, sizeof got);
+    fail_unless_msg(!strcmp(got, "POST /folder\n"), "sent:\n%s", got);
+    sa_client_free(c);
+}
+
+static void test_create_folder_503(void)
+{
+    /* a 503 might have been processed: looked up, not there, sent again */
+    struct sa_client *c = client(1.0);
+    struct sa_folder f;
+    char got[1024];
+    before();
+    emu_fault(&E, "{\"method\":\"POST\",\"path\":\"/folder\",\"status\":503}");
+    expect_ok(sa_create_folder(c, 101, "after 503", &f));
+    fail_unless(!strcmp(f.name, "after 503"));
+    sent("/folder", got, sizeof got);
+    fail_unless_msg(!strcmp(got, "POST /folder\nGET /folder/getFolderByName\nPOST /folder\n"),
+                    "sent:\n%s", got);
+    fail_unless(folders_named(c, 101, "after 503") == 1);
+    fail_unless(L.took_effect == 0);
+    sa_folder_clear(&f);
+
+    /* a 500 is not retried; the look-up finds nothing: SERVER, one POST */
+    before();
+    emu_fault(&E, "{\"method\":\"POST\",\"path\":\"/folder\",\"status\":500}");
+    expect_err(SA_ERR_SERVER, sa_create_folder(c, 101, "after 500", &f));
+    fail_unless_msg(strstr(sa_last_error(), "HTTP 500") != NULL, "detail: %s", sa_last_error());
+    sent("/folder", got, sizeof got);
+    fail_unless_msg(!strcmp(got, "POST /folder\nGET /folder/getFolderByName\n"), "sent:\n%s",
+                    got);
+    fail_unless(folders_named(c, 101, "after 500") == 0);
+    sa_client_free(c);
+}
+
+static void test_create_folder_lookup_fails(void)
+{
+    /* the answer is lost and the look-up cannot tell (404 on the route is
+     * NOTFOUND, so make it 400): no blind re-send, the create's own error */
+    struct sa_client *c = client(1.0);
+    struct sa_folder f;
+    char got[1024];
+    before();
+    emu_fault(&E, "{\"method\":\"POST\",\"path\":\"/folder\",\"drop\":true}");
+    emu_fault(&E, "{\"method\":\"GET\",\"path\":\"/folder/getFolderByName\",\"status\":400}");
+    enum sa_err e = sa_create_folder(c, 101, "unknown fate", &f);
+    fail_unless_msg(e == SA_ERR_NET, "got %s (%s)", sa_strerror(e), sa_last_error());
+    fail_unless_msg(strstr(sa_last_error(), "unknown") != NULL, "detail: %s", sa_last_error());
+    sent("/folder", got, sizeof got);
+    fail_unless_msg(!strcmp(got, "POST /folder\nGET /folder/getFolderByName\n"), "sent:\n%s",
+                    got);
+    fail_unless(folders_named(c, 101, "unknown fate") == 1); /* it was created */
+    sa_client_free(c);
+}
+
+static void test_idempotent_requests_resent(void)
+{
+    /* rename, status bulk PUT and folder delete are re-sent after a lost
+     * answer and end right */
+    struct sa_client *c = client(1.0);
+    struct sa_folder f, g;
+    before();
+    expect_ok(sa_create_folder(c, 101, "to rename", &f));
+    emu_fault(&E, "{\"method\":\"PUT\",\"path\":\"/folder/\",\"drop\":true}");
+    expect_ok(sa_rename_folder(c, 101, f.id, "renamed twice"));
+    fail_unless(emu_count(&E, "PUT /folder/*") == 2);
+    expect_ok(sa_get_folder_by_name(c, 101, "renamed twice", &g));
+    fail_unless(g.id == f.id);
+    sa_folder_clear(&g);
+
+    const char *names[] = {"street_001.jpg"};
+    struct sa_project p;
+    expect_ok(sa_get_project(c, 101, &p));
+    emu_fault(&E, "{\"method\":\"PUT\",\"path\":\"/image/updateAnnotationStatusBulk\","
+                  "\"drop\":true}");
+    expect_ok(sa_set_annotation_statuses(c, 101, p.root_folder_id, 5, names, 1));
+    fail_unless(emu_count(&E, "PUT /image/updateAnnotationStatusBulk") == 2);
+    sa_project_clear(&p);
+
+    long long ids[] = {f.id};
+    emu_fault(&E, "{\"method\":\"PUT\",\"path\":\"/image/delete/images\",\"drop\":true}");
+    expect_ok(sa_delete_folders(c, 101, ids, 1));
+    fail_unless(emu_count(&E, "PUT /image/delete/images") == 2);
+    expect_err(SA_ERR_NOTFOUND, sa_get_folder_by_name(c, 101, "renamed twice", &g));
+    sa_folder_clear(&f);
+    sa_client_free(c);
+}
+
 int main(void)
 {
     const char *args[] = {"--seed", "demo", NULL};
@@ -236,6 +387,10 @@ int main(void)
     t_run("drop", test_drop);
     t_run("post_retried", test_post_retried);
     t_run("headers", test_headers);
+    t_run("create_folder_answer_lost", test_create_folder_answer_lost);
+    t_run("create_folder_503", test_create_folder_503);
+    t_run("create_folder_lookup_fails", test_create_folder_lookup_fails);
+    t_run("idempotent_requests_resent", test_idempotent_requests_resent);
     emu_stop(&E);
     return t_done();
 }

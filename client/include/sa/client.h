@@ -13,7 +13,10 @@
  * Threads: one struct sa_client may be used by any number of threads at once.
  * It keeps a pool of curl easy handles (each with its own keep-alive
  * connection) and shares only DNS and TLS sessions between them (sharing the
- * connection cache is a known bug in curl 7.88).
+ * connection cache is a known bug in curl 7.88). Some state is per calling
+ * thread, not per client: the error detail (sa_last_error), the server dates
+ * of the last call (sa_last_dates) and the cancel flag (sa_cancel_scope);
+ * the internal threads of a call share its caller's.
  *
  * Logging: the client never prints. It calls cfg.log (if set) with a syslog
  * level; the token never appears in a message.
@@ -44,6 +47,7 @@ enum sa_err {
     SA_ERR_TOOBIG,    /**< over a size limit */
     SA_ERR_NOMEM,     /**< out of memory */
     SA_ERR_UNSUPP,    /**< the platform has no way to do this */
+    SA_ERR_CANCELLED, /**< the calling thread's cancel flag was set (sa_cancel_scope) */
 };
 
 /** A static English phrase for @p e. Never NULL. */
@@ -52,6 +56,40 @@ const char *sa_strerror(enum sa_err e);
 /** Detail of the calling thread's last failed call ("" if none). Borrowed;
  * valid until that thread's next client call. Never contains the token. */
 const char *sa_last_error(void);
+
+/* ------------------------------------------------------------------ */
+/* The calling thread's calls: server time, cancellation               */
+
+/** When the server answered the calling thread's most recent client call
+ * that made requests (any sa_* call that sent at least one; a call that sent
+ * nothing, e.g. a cached sa_get_workflow or a call refused before sending,
+ * leaves the values of the call before it): the earliest (@p first_ms) and
+ * the latest (@p last_ms) HTTP `Date` header among the responses that call
+ * received, error responses and retried attempts included, and including the
+ * responses received by the internal threads working for it (the parallel
+ * stream and large-item downloads of sa_download_annotations). Epoch
+ * milliseconds; `Date` has whole seconds, so both are multiples of 1000.
+ * 0 and 0 if no response carried a parsable `Date`. Either pointer may be
+ * NULL. A call made by another call (sa_get_project_by_name's listing,
+ * sa_upload_annotations' status change) belongs to the outer call. Reads
+ * thread-local state only: no lock, no request. */
+void sa_last_dates(int64_t *first_ms, int64_t *last_ms);
+
+/** Install @p flag (borrowed; it must stay valid while installed) as the
+ * cancel flag of the calling thread's calls from now on; NULL removes it.
+ * While it is installed and `*flag` is nonzero, every client call of this
+ * thread stops within about 100 ms and returns SA_ERR_CANCELLED: a transfer
+ * in progress is aborted (its connection closed), a retry backoff or a
+ * status-poll sleep wakes up, a wait for a free pool handle ends, and the
+ * internal worker threads of sa_download_annotations stop the same way (they
+ * watch the caller's flag). A call that starts while the flag is set
+ * returns SA_ERR_CANCELLED without sending anything. Another thread may set
+ * `*flag` at any time (a plain store is enough; the client only reads it).
+ * What a cancelled call had already done on the platform stays done (an
+ * upload's earlier batches, a created folder); its out-params are as after
+ * any failure, and sa_upload_annotations marks the documents it did not
+ * finish SA_ERR_CANCELLED. */
+void sa_cancel_scope(const volatile int *flag);
 
 /** Log sink. @p level is a syslog level (LOG_ERR, LOG_WARNING, LOG_INFO,
  * LOG_DEBUG). Called from any thread. */
@@ -164,6 +202,13 @@ int64_t sa_parse_time_ms(const char *iso);
 /* ------------------------------------------------------------------ */
 /* Calls                                                               */
 
+/* Names: every call that takes a user-supplied name (project, folder, item;
+ * sa_list_projects' filter included) returns SA_ERR_INVAL, with a detail
+ * saying "not valid UTF-8" and without sending anything, when one is not
+ * valid UTF-8 (overlong forms, surrogates and code points above U+10FFFF
+ * included): the platform's names are UTF-8, and no JSON body can carry
+ * such a name. sa_upload_annotations fails only that document. */
+
 /** §4: GET user/ME then GET api/v1/team/{id}. Either may be NULL. */
 enum sa_err sa_get_user(struct sa_client *c, struct sa_user *out);
 enum sa_err sa_get_team(struct sa_client *c, struct sa_team *out);
@@ -184,7 +229,13 @@ enum sa_err sa_list_folders(struct sa_client *c, long long project_id,
 /** §6: by name ("root" gives the root folder); NOTFOUND if none (never retried). */
 enum sa_err sa_get_folder_by_name(struct sa_client *c, long long project_id,
                                   const char *name, struct sa_folder *out);
-/** §6.1 */
+/** §6.1. sa_create_folder is not re-sent blindly: when an attempt fails in a way
+ * the server may have acted on (the request went out and the connection
+ * then failed or timed out, or the answer was 429/5xx), the folder is first
+ * looked up by name; if it exists, the call returns SA_OK with it (the
+ * create's answer was lost; logged at LOG_INFO), and only if it does not is
+ * the create sent again. A folder of that name created by someone else in
+ * that window is indistinguishable and also returned. */
 enum sa_err sa_create_folder(struct sa_client *c, long long project_id, const char *name,
                              struct sa_folder *out);
 enum sa_err sa_rename_folder(struct sa_client *c, long long project_id, long long folder_id,
@@ -200,6 +251,17 @@ enum sa_err sa_list_items(struct sa_client *c, long long project_id, long long f
 /** §7.4: one item by id. */
 enum sa_err sa_get_item(struct sa_client *c, long long project_id, long long item_id,
                         struct sa_item *out);
+
+/** §9.3 (the SDK's `classes/classes.json`): every annotation class of the
+ * project, `GET classes?project_id&offset` paginated like the other lists
+ * (style A). On SA_OK *json is new (free() it), NUL-terminated, *len bytes:
+ * a compact JSON array of the class objects as the API returned them, in
+ * its order, every field kept. It is re-encoded by jansson, which is safe
+ * here (ids and counts are integers; class documents carry no reals whose
+ * digits could change); key order is kept, string escapes may differ.
+ * On failure *json is NULL and *len 0. */
+enum sa_err sa_list_classes(struct sa_client *c, long long project_id, char **json,
+                            size_t *len);
 
 /* ------------------------------------------------------------------ */
 /* Workflows and statuses (§8)                                         */
@@ -264,14 +326,21 @@ struct sa_upload_doc {
  * request at a time. Then, unless @p keep_status, the items that succeeded
  * move to `InProgress` when the project's workflow is the system one (§10.6).
  * Returns SA_OK when every document succeeded; otherwise the first failure's
- * code (each doc's own result is in docs[i].result). */
+ * code (each doc's own result is in docs[i].result). A large document whose
+ * `finish` answer was lost is uploaded once more from `start` (a finished
+ * upload refuses a second finish). A name that is not UTF-8 or holds CR/LF
+ * fails that document (INVAL) without a request; cancelled, the documents not
+ * yet done fail with SA_ERR_CANCELLED. */
 enum sa_err sa_upload_annotations(struct sa_client *c, const struct sa_project *p,
                                   long long folder_id, struct sa_upload_doc *docs, size_t n,
                                   int keep_status);
 
 /** §13: delete the annotations of the named items (chunks of 2000), then
  * poll getRemoveStatus, sleeping between polls, until done (SA_OK), failed
- * (SA_ERR_SERVER) or the call deadline (SA_ERR_TIMEOUT). */
+ * (SA_ERR_SERVER) or the call deadline (SA_ERR_TIMEOUT). @p n == 0 does
+ * nothing (on the wire no names means the whole folder); a name that is not
+ * UTF-8 fails the whole call with INVAL before any request, so no chunk is
+ * ever sent with names left out. */
 enum sa_err sa_delete_annotations(struct sa_client *c, long long project_id,
                                   long long folder_id, const char *const *names, size_t n);
 
