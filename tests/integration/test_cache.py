@@ -1,10 +1,12 @@
 """Caching (filesystem.md §5): listings and attributes are reused for
 -o cache_timeout, the mount's own changes show at once; and the unmount
 report of scratch files that held data (§3)."""
+import errno
 import json
 import os
+import time
 
-from harness import STATUS_XATTR, SUFFIX, read, write, xget, xset
+from harness import STATUS_XATTR, SUFFIX, errno_of, pretty_tokens, read, write, xget, xset
 
 V = "Demo Vector"
 
@@ -27,12 +29,15 @@ def test_listing_cached_and_own_changes_visible_at_once(mount, emulator, api):
         os.stat(p)
     assert searches(emulator) == 0, emulator.routes()
 
-    # our own save: the new size and bytes show at once, without a re-list
+    # our own save: the new size and bytes (the platform's document, as a
+    # fresh mount reads it: filesystem.md §2) show at once, without a re-list
     doc = {"metadata": {"name": name}, "instances": [], "tags": ["cached"], "comments": []}
     data = (json.dumps(doc, indent=2) + "\n").encode()
     write(p, data)
-    assert os.stat(p).st_size == len(data)
-    assert read(p) == data
+    size = os.stat(p).st_size
+    shown = read(p)
+    assert size == len(shown)
+    assert shown == pretty_tokens(api.document_bytes(V, "val", name))
     assert api.document(V, "val", name)["tags"] == ["cached"]
 
     # our own status change shows at once
@@ -46,9 +51,16 @@ def test_listing_cached_and_own_changes_visible_at_once(mount, emulator, api):
     os.rmdir(m.p("fresh"))
     assert "fresh" not in os.listdir(m.path)
 
-    # our own rm: the emptied document at once
+    # our own rm: the name is hidden at once; the delete lands after the
+    # grace period (about a second)
     os.unlink(p)
-    assert json.loads(read(p))["instances"] == []
+    assert errno_of(lambda: os.stat(p)) == errno.ENOENT
+    assert name + SUFFIX not in os.listdir(val)
+    deadline = time.monotonic() + 6
+    while emulator.deletes() == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert emulator.deletes() == 1, emulator.routes()
+    assert api.document(V, "val", name)["instances"] == []
 
 
 def test_others_changes_wait_for_cache_timeout(mount, emulator, api):

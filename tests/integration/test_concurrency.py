@@ -4,7 +4,7 @@ import json
 import os
 import threading
 
-from harness import SUFFIX, read, strip_server_meta
+from harness import SUFFIX, pretty_tokens, read, strip_server_meta
 
 V = "Demo Vector"
 
@@ -42,7 +42,9 @@ def test_eight_threads_read_write(mount, emulator, api):
         data = (json.dumps(d, indent=4, ensure_ascii=False) + "\n").encode()
         with open(p, "wb") as f:
             f.write(data)
-        assert read(p) == data
+        shown = read(p)  # the platform's document now (filesystem.md §2), whole
+        assert json.loads(shown)["tags"] == ["thread-" + n]
+        assert os.stat(p).st_size == len(shown)
         return data
 
     results = run_threads([lambda n=n: work(n) for n in names])
@@ -51,6 +53,7 @@ def test_eight_threads_read_write(mount, emulator, api):
         doc = api.document(V, "train", n)
         assert doc["tags"] == ["thread-" + n]
         assert strip_server_meta(doc) == strip_server_meta(json.loads(r))
+        assert read(m.p("train", n + SUFFIX)) == pretty_tokens(api.document_bytes(V, "train", n))
     assert emulator.uploads() == 8
 
 

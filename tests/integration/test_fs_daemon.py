@@ -11,7 +11,7 @@ import re
 
 import shlex
 
-from harness import SUFFIX, errno_of, read, recovered_bytes, sh, write
+from harness import SUFFIX, errno_of, parse_ts, pretty_tokens, read, recovered_bytes, sh, write
 
 V = "Demo Vector"
 RENAME_NOREPLACE = 1
@@ -141,7 +141,12 @@ def test_utimens_shown_until_version_changes(mount, emulator, api):
     os.utime(p, (1000000000, 1000000000))
     assert os.stat(p).st_mtime == 1000000000
     assert emulator.writes() == 0
-    # another user changes the item: the platform's updatedAt shows again
+    # another user changes the item: the platform's updatedAt shows again.
+    # updatedAt has whole seconds (api.md §7): let the clock leave the second
+    # of the item's last change, so that the change is visible in it
+    upd = parse_ts(api.item(V, None, name)["updatedAt"])
+    while time.time() < int(upd) + 1.05:
+        time.sleep(0.05)
     api.upload(V, None, name, {"metadata": {"name": name}, "instances": [], "tags": ["x"],
                                "comments": []})
     # a lookup trusts a listing younger than 1 s even with cache_timeout=0
@@ -157,8 +162,12 @@ def test_unlink_empty_item_costs_no_delete(mount, emulator, api):
     p = m.p("val", "empty.jpg" + SUFFIX)
     emulator.reset_stats()
     os.unlink(p)
+    # the name is hidden at once (filesystem.md §2 unlink); nothing is sent,
+    # not even after the grace period
+    assert "empty.jpg" + SUFFIX not in os.listdir(m.p("val"))
+    time.sleep(3)
     assert emulator.deletes() == 0
-    assert "empty.jpg" + SUFFIX in os.listdir(m.p("val"))
+    assert emulator.writes() == 0, emulator.routes()
 
 
 def test_unlink_saves_document_to_recovery(mount, emulator, api):
@@ -167,13 +176,19 @@ def test_unlink_saves_document_to_recovery(mount, emulator, api):
     p = m.p("train", name + SUFFIX)
     data = read(p)
     os.unlink(p)
+    # the delete (and the recovery copy) come after the grace period
+    deadline = time.monotonic() + 6
+    while emulator.deletes() == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert emulator.deletes() >= 1
     files = os.listdir(m.recovery_dir)
     assert any(re.match(r"^\d{8}T\d{6}Z_deleted_Demo Vector_train_" + re.escape(name + SUFFIX), f)
                for f in files), files
     assert data in recovered_bytes(m.recovery_dir)
-    doc = json.loads(read(p))
+    # the platform holds the emptied document; the mount hides the name
+    doc = api.document(V, "train", name)
     assert doc["instances"] == [] and doc["metadata"]["status"] == "NotStarted"
+    assert errno_of(lambda: os.stat(p)) == errno.ENOENT
 
 
 def test_folder_name_rules(mount, emulator):
@@ -194,11 +209,14 @@ def test_read_only_xattrs(mount, emulator, api):
     iid = os.getxattr(p, "user.superannotate.id")
     emulator.reset_stats()
     os.setxattr(p, "user.superannotate.id", iid)
-    assert errno_of(lambda: os.setxattr(p, "user.superannotate.id", b"1")) == errno.EPERM
+    # setting or removing a read-only one succeeds and changes nothing (§4)
+    os.setxattr(p, "user.superannotate.id", b"1")
+    os.removexattr(p, "user.superannotate.id")
+    assert os.getxattr(p, "user.superannotate.id") == iid
     assert errno_of(lambda: os.setxattr(p, "user.other", b"1")) == errno.ENOTSUP
     assert errno_of(lambda: os.getxattr(p, "user.other")) == errno.ENODATA
     assert os.getxattr(p, "user.superannotate.name").decode() == name
-    assert os.listxattr(p)[0] == "user.superannotate.status"
+    assert os.listxattr(p) == ["user.superannotate.status"]
     assert "user.safs.stats" not in os.listxattr(m.path)
     assert emulator.writes() == 0
 
@@ -262,8 +280,9 @@ def test_remote_change_is_seen_by_the_next_read(mount, api):
 
 
 def test_write_then_read_back_exact_bytes_and_mtime(mount, emulator, api):
-    """After an upload the file reads back byte for byte as written, with the
-    mtime cp -p set, and a rewrite of the same bytes uploads nothing."""
+    """After an upload the file reads back as the platform's document, exactly
+    as a fresh mount reads it (filesystem.md §2), with the mtime cp -p set,
+    and a rewrite of the same bytes uploads nothing."""
     m = mount(V)
     name = api.names(V, "val")[0]
     p = m.p("val", name + SUFFIX)
@@ -271,12 +290,13 @@ def test_write_then_read_back_exact_bytes_and_mtime(mount, emulator, api):
                        "comments": []}, indent=2).encode()
     write(p, data)
     os.utime(p, (1500000000, 1500000000))
-    assert read(p) == data
+    shown = pretty_tokens(api.document_bytes(V, "val", name))
+    assert read(p) == shown and os.stat(p).st_size == len(shown)
     assert os.stat(p).st_mtime == 1500000000
     emulator.reset_stats()
     write(p, data)
     assert emulator.uploads() == 0
-    assert read(p) == data
+    assert read(p) == shown
 
 
 def points_doc(name, n, dy):
@@ -302,7 +322,7 @@ def test_large_write_spills_and_uploads_whole(mount, emulator, api):
             f.write(data[off:off + (1 << 20)])
     assert emulator.uploads() == 1
     assert len(api.document(V, "train", name)["instances"]) == 60000
-    assert read(p) == data
+    assert read(p) == pretty_tokens(api.document_bytes(V, "train", name))
 
 
 def test_slash_and_long_utf8_names(mount, emulator, api):
@@ -351,7 +371,7 @@ def test_ls_l_with_cache_timeout_0_lists_once(mount, emulator):
 def test_document_over_15_mib_takes_the_large_path(mount, emulator, api):
     """api.md §10.5: a document over 15 MiB is uploaded through multipart
     start/part/finish/sync, never the small multipart request; nothing is
-    truncated; it reads back byte for byte."""
+    truncated; it reads back as the platform's document (filesystem.md §2)."""
     m = mount(V)
     name = api.names(V, "val")[0]
     p = m.p("val", name + SUFFIX)
@@ -366,4 +386,4 @@ def test_document_over_15_mib_takes_the_large_path(mount, emulator, api):
     assert starts == 1 and parts >= 3, routes
     assert emulator.count("POST /api/v4/items/annotations/upload", routes) == 0, routes
     assert len(api.document(V, "val", name)["instances"]) == 110000
-    assert read(p) == data
+    assert read(p) == pretty_tokens(api.document_bytes(V, "val", name))

@@ -19,8 +19,17 @@ def seed_raw(emulator, api, folder="train"):
     iid = r["items"]["raw.jpg"]
     raw = RAW % (iid, r["project_id"])
     api.upload(V, folder, "raw.jpg", raw)
-    assert api.document_bytes(V, folder, "raw.jpg") == raw.encode()
-    return raw
+    # the platform serves the stored bytes, with metadata.status filled in
+    # from the item (api.md §11): every other token verbatim
+    got = api.document_bytes(V, folder, "raw.jpg")
+    sent = json.loads(raw)
+    back = json.loads(got)
+    assert back["metadata"].pop("status", "NotStarted") == "NotStarted"
+    assert back == sent
+    for tok in (b'"width":12.3', b'"x":1e-7', b'"big":123456789012345678901234567890',
+                b'"label":"\\u00e9t\\u00e9 \\"q\\""'):
+        assert tok in got, (tok, got)
+    return got.decode()
 
 
 def test_numbers_and_strings_verbatim(mount, emulator, api):

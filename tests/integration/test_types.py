@@ -11,6 +11,7 @@ import math
 import os
 import shlex
 import sys
+import time
 
 import pytest
 
@@ -284,6 +285,10 @@ def test_frames_follow_upload_by_another_client(mount, emulator, api):
     old = read(fr)
     old_mtime = os.stat(fr).st_mtime
     raw = plat_bytes(api, VIDEO, None, c)
+    # updatedAt has whole seconds (api.md §7): upload in a later second than
+    # the item's last change, so that the mtime moves
+    while time.time() < int(old_mtime) + 1.05:
+        time.sleep(0.05)
     api.upload(VIDEO, None, c, json.dumps(edited_video(raw)))
     new_raw = plat_bytes(api, VIDEO, None, c)
     want = ref_frames(new_raw)
@@ -430,7 +435,9 @@ def test_pixel_write_round_trip(mount, emulator, api, tmp_path):
     assert plat["tags"] == ["px"]
     check_image_defaults(plat)
     assert api.status(PIXEL, None, name) == "InProgress"
-    assert read(p) == data and os.stat(p).st_size == len(data)
+    # the file shows the platform's document now (filesystem.md §2)
+    shown = pretty_tokens(api.document_bytes(PIXEL, None, name))
+    assert read(p) == shown and os.stat(p).st_size == len(shown)
     # a jq edit through a temporary file and mv
     emulator.reset_stats()
     t = m.p("t.tmp")
@@ -585,7 +592,9 @@ def test_other_types_write(mount, emulator, api, tmp_path, project):
             if k not in ("creationType", "probability"):
                 assert inst[k] == v, (project, k)
     assert api.status(project, None, name) == "InProgress"
-    assert read(p) == data and os.stat(p).st_size == len(data)
+    # the file shows the platform's document now (filesystem.md §2)
+    shown = pretty_tokens(api.document_bytes(project, None, name))
+    assert read(p) == shown and os.stat(p).st_size == len(shown)
     # sed -i through the mount, then a fresh mount reads the platform's bytes
     emulator.reset_stats()
     run(["sed", "-i", "s/NO_DEFAULTS/SED_EDIT/", p], timeout=60)

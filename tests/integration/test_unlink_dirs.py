@@ -2,11 +2,20 @@
 import errno
 import json
 import os
+import time
 import zlib
 
 from harness import STATUS_XATTR, SUFFIX, errno_of, pretty_tokens, read, recovered_bytes, write, xget
 
 V = "Demo Vector"
+
+
+def wait_deletes(emulator, n, timeout=6):
+    """The delete of an unlink is sent after a grace period of about a second."""
+    deadline = time.monotonic() + timeout
+    while emulator.deletes() < n and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
 
 
 def annotated(api, folder=None):
@@ -22,17 +31,22 @@ def test_rm_deletes_annotations(mount, emulator, api):
     p = m.p(name + SUFFIX)
     emulator.reset_stats()
     os.unlink(p)
+    # the name is hidden at once; the delete is sent after the grace period
+    # (filesystem.md §2 unlink)
+    assert name + SUFFIX not in os.listdir(m.path)
+    assert errno_of(lambda: os.stat(p)) == errno.ENOENT
+    wait_deletes(emulator, 1)
     assert emulator.deletes() == 1
     assert emulator.uploads() == 0
     doc = api.document(V, None, name)
     assert doc["instances"] == [] and doc.get("tags", []) == []
     assert api.status(V, None, name) == "NotStarted"
-    assert name + SUFFIX in os.listdir(m.path)
-    assert read(p) == pretty_tokens(api.document_bytes(V, None, name))
     assert any(json.loads(r) == old for r in recovered_bytes(m.recovery_dir) if r.strip().startswith(b"{"))
-    # unlinking an already-empty item costs nothing
+    # the name stays hidden (nobody annotated the item since): a second rm
+    # finds nothing and costs nothing
     emulator.reset_stats()
-    os.unlink(p)
+    assert errno_of(lambda: os.unlink(p)) == errno.ENOENT
+    time.sleep(2)
     assert emulator.deletes() == 0 and emulator.uploads() == 0
 
 
@@ -45,6 +59,7 @@ def test_rm_while_open_for_write_no_upload(mount, emulator, api):
     emulator.reset_stats()
     os.unlink(p)
     f.close()
+    wait_deletes(emulator, 1)
     assert emulator.uploads() == 0, emulator.routes()
     assert emulator.deletes() == 1
     assert "never" not in api.document(V, "train", name).get("tags", [])

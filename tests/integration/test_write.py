@@ -5,7 +5,7 @@ import shlex
 
 import pytest
 
-from harness import SUFFIX, read, run, sh, strip_server_meta, write
+from harness import SUFFIX, pretty_tokens, read, run, sh, strip_server_meta, write
 
 V = "Demo Vector"
 
@@ -38,7 +38,8 @@ def target(emulator, api):
 def check_saved(emulator, api, m, name, written, uploads=1, status="InProgress", folder=None):
     """The platform holds `written` (parsed, modulo server metadata), the item is
     `status`, exactly `uploads` upload requests were made, and the file reads
-    back byte-for-byte as written."""
+    back as the platform's document pretty-printed, exactly what a fresh
+    mount reads (filesystem.md §2 "After an upload"), st_size its length."""
     routes = emulator.routes()
     assert emulator.uploads(routes) == uploads, routes
     doc = api.document(V, folder, name)
@@ -46,8 +47,9 @@ def check_saved(emulator, api, m, name, written, uploads=1, status="InProgress",
     assert doc["metadata"]["name"] == name
     assert api.status(V, folder, name) == status
     p = m.p(folder, name + SUFFIX) if folder else m.p(name + SUFFIX)
-    assert read(p) == written
-    assert os.stat(p).st_size == len(written)
+    shown = read(p)
+    assert shown == pretty_tokens(api.document_bytes(V, folder, name))
+    assert os.stat(p).st_size == len(shown)
 
 
 def new_bytes(name, indent=2):
@@ -83,11 +85,12 @@ def test_jq_tmp_and_mv(mount, emulator, api, target):
     m = mount(V)
     f = m.p(target + SUFFIX)
     t = m.p("t.tmp")
+    # what jq writes (2-space JSON), computed outside the mount
+    data = run(["jq", '.instances[0].className = "MARKER_NEW"'], input=read(f), text=False).stdout
+    assert b'"className": "MARKER_NEW"' in data and data.startswith(b"{\n  \"metadata\"")
     emulator.reset_stats()
     sh("jq '.instances[0].className = \"MARKER_NEW\"' %s > %s && mv %s %s"
        % (shlex.quote(f), shlex.quote(t), shlex.quote(t), shlex.quote(f)))
-    data = read(f)
-    assert b'"className": "MARKER_NEW"' in data and data.startswith(b"{\n  \"metadata\"")
     check_saved(emulator, api, m, target, data)
     assert not os.path.exists(t)
 
@@ -175,14 +178,16 @@ def test_rsync_round_trip(mount, emulator, api, tmp_path):
     for n in edited:
         doc = api.document(V, "val", n)
         assert "rsync-edit" in doc["tags"]
-        assert read(m.p("val", n + SUFFIX)) == read(os.path.join(out, "val", n + SUFFIX))
+        # the mount shows the platform's document now, not the bytes rsync wrote
+        assert read(m.p("val", n + SUFFIX)) == pretty_tokens(api.document_bytes(V, "val", n))
         assert api.status(V, "val", n) == "InProgress"
     assert api.status(V, "train", completed) == "Completed"
-    # a second rsync transfers nothing and uploads nothing
+    # a second rsync uploads nothing; it transfers nothing but the edited files
+    # (the mount now serves them with the platform's metadata: filesystem.md §2)
     emulator.reset_stats()
     r = run(["rsync", "-a", "-i", out + "/", m.path + "/"], timeout=120)
     changed = [line for line in r.stdout.splitlines() if not line.startswith(".d")]
-    assert changed == [], r.stdout
+    assert all(any(line.endswith(" val/" + n + SUFFIX) for n in edited) for line in changed), r.stdout
     assert emulator.writes() == 0, emulator.routes()
     assert api.status(V, "train", completed) == "Completed"
 
