@@ -3,6 +3,7 @@
  * A table, not a switch with default (-Wswitch-enum).
  */
 #include <errno.h>
+#include <string.h>
 #include <syslog.h>
 
 #include "fs_i.h"
@@ -22,6 +23,7 @@ static const int errno_of[] = {
     [SA_ERR_TOOBIG] = EFBIG,
     [SA_ERR_NOMEM] = ENOMEM,
     [SA_ERR_UNSUPP] = EOPNOTSUPP,
+    [SA_ERR_CANCELLED] = EIO, /* only unmount cancels: nothing waits for the answer */
 };
 
 int fs_errno(enum sa_err e)
@@ -38,5 +40,12 @@ int fs_fail(struct fs_state *st, const char *op, const char *path, enum sa_err e
 
     fs_log(st, err == ENOENT ? LOG_DEBUG : LOG_ERR, "%s %s: %s%s%s", op, path ? path : "-",
            sa_strerror(e), detail && *detail ? ": " : "", detail ? detail : "");
+    return -err;
+}
+
+int fs_refuse(struct fs_state *st, const char *op, const char *path, int err, const char *why)
+{
+    fs_log(st, err == ENOENT ? LOG_DEBUG : LOG_ERR, "%s %s: %s (%s)", op, path ? path : "-",
+           strerror(err), why);
     return -err;
 }

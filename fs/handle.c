@@ -1,9 +1,23 @@
 /** @file
- * Open-file buffers, item attributes, the upload pipeline (filesystem.md §2)
- * and the page-cache invalidation worker.
+ * Open files: the byte buffers (fs_buf, spilling to an unlinked temp file
+ * beyond FS_BUF_SPILL), and open/read/write/flush/release/truncate of
+ * annotation files, per-frame views, scratch files and classes.json.
  *
- * A handle keeps its bytes in memory up to FS_BUF_SPILL and spills to an
- * unlinked temp file under the cache directory beyond.
+ * An annotation file's handle serves one version, pinned in the store at
+ * open (no copy); its first write copies it into its own buffer. Item and
+ * per-frame handles are opened with direct_io: the kernel's page cache
+ * belongs to the inode, so two descriptors of different versions (or a
+ * writer's unsaved bytes) would otherwise read each other's pages, cut to
+ * one shared i_size (filesystem.md §2 `stat`). Attributes the kernel may
+ * cache are kept right by the store (fs_doc_kernel_*): an open whose
+ * version's length differs from what the kernel was given, and every save,
+ * drop them before returning.
+ *
+ * Saves happen in flush (only flush errors reach close(2)); a refused or
+ * failed save's error is kept and returned by every later flush of the
+ * handle until it is written again (Emacs ignores fsync's error; Python's
+ * os.close after a raising os.fsync must fail too). release saves a handle
+ * that is still dirty (a killed process, mmap).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,6 +31,7 @@
 
 #include "fs_i.h"
 #include "sa/doc.h"
+#include "sa/frames.h"
 
 /* -------------------------------------------------------------- fs_buf */
 
@@ -194,300 +209,524 @@ int fs_buf_copy(const struct fs_buf *b, char **out, size_t *len)
     return 0;
 }
 
-/* --------------------------------------------------------------- stat */
+/* ------------------------------------------------------------- handles */
 
-static void ms_to_ts(int64_t ms, struct timespec *ts)
+static int is_write(int flags)
 {
-    ts->tv_sec = ms / 1000;
-    ts->tv_nsec = (ms % 1000) * 1000000;
+    return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
 }
 
-int fs_item_stat(struct fs_state *st, struct fs_item *it, struct stat *sb, int need_size)
+static uint64_t next_seq(struct fs_state *st)
 {
-    const struct fs_config *cfg = st->cfg;
-    int r = 0;
-
-    memset(sb, 0, sizeof *sb);
-    sb->st_mode = S_IFREG | (0644 & ~cfg->umask);
-    if (it->folder->proj->p.type == SA_PT_MULTIMODAL || cfg->read_only)
-        sb->st_mode &= ~0222;
-    sb->st_nlink = 1;
-    sb->st_uid = cfg->uid_set ? cfg->uid : getuid();
-    sb->st_gid = cfg->gid_set ? cfg->gid : getgid();
-    sb->st_blksize = 4096;
+    uint64_t s;
     pthread_mutex_lock(&st->mu);
-    if (it->dirty_handles)
-        need_size = 0;
+    s = ++st->seq;
     pthread_mutex_unlock(&st->mu);
-    if (need_size) {
-        size_t size;
-        r = fs_doc_size(st, it, &size);
-        if (r)
-            return r;
-    }
-    pthread_mutex_lock(&st->mu);
-    if (it->dirty_handles > 0)
-        sb->st_size = (off_t)it->wlen;  /* unsaved writes: what the writer sees */
-    else if (it->has_size && it->size_ms == it->ms && it->size_status == it->status)
-        sb->st_size = (off_t)it->size;
-    else
-        r = 1;
-    if (it->has_mtime && it->mtime_ms == it->ms && it->mtime_status == it->status)
-        sb->st_mtim = it->mtime;
-    else
-        ms_to_ts(it->ms, &sb->st_mtim);
-    pthread_mutex_unlock(&st->mu);
-    sb->st_ctim = sb->st_mtim;
-    sb->st_atim = sb->st_mtim;
-    sb->st_blocks = (sb->st_size + 511) / 512;
-    return r;
+    return s;
 }
 
-/* ----------------------------------------------------------- uploads */
-
-static int64_t now_ms(void)
+static struct fs_handle *handle_new(struct fs_state *st, enum fs_hkind kind, const char *path)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    struct fs_handle *h = calloc(1, sizeof *h);
+    if (!h)
+        return NULL;
+    h->kind = kind;
+    pthread_mutex_init(&h->mu, NULL);
+    fs_buf_init(&h->buf, st->cfg->cache_dir);
+    h->path = path ? strdup(path) : NULL;
+    if (path && !h->path) {
+        free(h);
+        return NULL;
+    }
+    return h;
 }
 
-/* After an upload or a status step: learn the new version and serve
- * exactly @p data, with @p mtime, for it. */
-static void record_served(struct fs_state *st, struct fs_item *it, const char *data, size_t len,
-                          const struct timespec *mtime)
+void fs_handle_free(struct fs_state *st, struct fs_handle *h)
 {
-    pthread_mutex_lock(&st->mu);
-    fs_doc_put_locked(st, it, it->ms, it->status, data, len);
-    it->served = 1;
-    it->served_ms = it->ms;
-    it->served_status = it->status;
-    it->kc = 0;
-    if (mtime) {
-        it->has_mtime = 1;
-        it->mtime = *mtime;
-        it->mtime_ms = it->ms;
-        it->mtime_status = it->status;
-    }
-    pthread_mutex_unlock(&st->mu);
-}
-
-int fs_upload(struct fs_state *st, struct fs_item *it, const char *path, const char *data,
-              size_t len, uint64_t seq, int has_base, int64_t base_ms, int base_status,
-              const struct timespec *mtime, const char *status)
-{
-    struct fs_folder *f = it->folder;
-    struct fs_project *p = f->proj;
-    char why[256], *cur = NULL, *prep = NULL, *pend = NULL;
-    size_t curlen = 0, preplen = 0;
-    enum sa_err e;
-    int r = 0, eq;
-    char *fname, *iname;
-
-    pthread_mutex_lock(&it->up_mu);
-    pthread_mutex_lock(&st->mu);
-    /* copies: a concurrent listing may rename the item */
-    fname = strdup(it->fname ? it->fname : "");
-    iname = strdup(it->name ? it->name : "");
-    if (it->deleted_seq > seq) {
-        pthread_mutex_unlock(&st->mu);
-        fs_log(st, LOG_INFO, "%s: deleted while open; these writes are not uploaded", path);
-        goto out;
-    }
-    if (it->estale_seq > seq) {
-        pthread_mutex_unlock(&st->mu);
-        fs_log(st, LOG_ERR, "%s: the item changed on the platform since this file was read "
-                            "(ESTALE); the platform keeps the other edit", path);
-        fs_recover(st, "conflict", f, fname, data, len);
-        r = -ESTALE;
-        goto fail;
-    }
-    if (status)
-        pend = strdup(status);
-    else if (it->pending_status) {
-        pend = it->pending_status;
-        it->pending_status = NULL;
-    }
-    pthread_mutex_unlock(&st->mu);
-
-    if (len > st->cfg->max_doc) {
-        fs_log(st, LOG_ERR, "%s: %zu bytes is over max_doc", path, len);
-        fs_recover(st, "invalid", f, fname, data, len);
-        r = -EFBIG;
-        goto fail;
-    }
-    if (sa_doc_validate(data, len, why, sizeof why)) {
-        fs_log(st, LOG_ERR, "%s: invalid annotation document: %s; the platform keeps its "
-                            "previous document", path, why);
-        fs_recover(st, "invalid", f, fname, data, len);
-        r = -EINVAL;
-        goto fail;
-    }
-    e = fs_item_refetch(st, it);
-    if (e) {
-        r = fs_fail(st, "upload (get item)", path, e);
-        fs_recover(st, "failed", f, fname, data, len);
-        goto fail;
-    }
-    r = fs_doc_get(st, it, &cur, &curlen, 0);
-    if (r) {
-        fs_log(st, LOG_ERR, "%s: cannot read the platform's current document", path);
-        fs_recover(st, "failed", f, fname, data, len);
-        goto fail;
-    }
-    eq = sa_doc_equal(data, len, cur, curlen, p->p.type);
-    if (eq == 1) {
-        if (pend) {
-            r = fs_set_status_items(st, f, &it, 1, pend, path);
-            if (r)
-                goto out;
-            fs_item_refetch(st, it);
-        }
-        record_served(st, it, data, len, mtime);
-        pthread_mutex_lock(&st->mu);
-        st->own.uploads_skipped++;
-        pthread_mutex_unlock(&st->mu);
-        fs_log(st, LOG_DEBUG, "%s: unchanged, nothing uploaded", path);
-        goto out;
-    }
-    pthread_mutex_lock(&st->mu);
-    if (has_base && (it->ms != base_ms || it->status != base_status)) {
-        it->estale_seq = ++st->seq;
-        it->served = 1;
-        it->served_ms = it->ms;
-        it->served_status = it->status;
-        st->own.conflicts++;
-        pthread_mutex_unlock(&st->mu);
-        fs_log(st, LOG_ERR, "%s: the item changed on the platform since this mount read it "
-                            "(ESTALE); the platform keeps the other edit", path);
-        fs_recover(st, "conflict", f, fname, data, len);
-        r = -ESTALE;
-        goto fail;
-    }
-    pthread_mutex_unlock(&st->mu);
-
-    e = sa_doc_prepare(data, len, iname, st->email ? st->email : "", now_ms(), p->p.type,
-                       &prep, &preplen, why, sizeof why);
-    if (e) {
-        fs_log(st, LOG_ERR, "%s: invalid annotation document: %s", path, why);
-        fs_recover(st, "invalid", f, fname, data, len);
-        r = -EINVAL;
-        goto fail;
-    }
-    {
-        struct sa_upload_doc d = {.item_id = it->id, .name = iname, .json = prep,
-                                  .len = preplen};
-        e = sa_upload_annotations(st->c, &p->p, f->id, &d, 1, st->cfg->keep_status);
-        if (e) {
-            enum sa_err de = d.result ? d.result : e;
-            fs_log(st, LOG_ERR, "upload %s: %s%s%s", path, sa_strerror(de),
-                   d.detail[0] ? ": " : "", d.detail[0] ? d.detail : sa_last_error());
-            r = -fs_errno(de);
-            if (r == -ENOENT || r == -EACCES || r == -EINVAL || r == -EFBIG)
-                ; /* the platform's answer */
-            else
-                r = -EIO;
-            fs_recover(st, r == -EINVAL ? "invalid" : "failed", f, fname, data, len);
-            goto fail;
-        }
-    }
-    pthread_mutex_lock(&st->mu);
-    st->own.uploads++;
-    pthread_mutex_unlock(&st->mu);
-    if (pend)
-        r = fs_set_status_items(st, f, &it, 1, pend, path);
-    e = fs_item_refetch(st, it);
-    if (e)
-        fs_fail(st, "upload (re-read version)", path, e);
-    record_served(st, it, data, len, mtime);
-    fs_log(st, LOG_INFO, "%s: uploaded (%zu bytes)", path, len);
-    goto out;
-fail:
-    /* the kernel may hold the refused bytes: the next open drops its pages
-     * (keep_cache 0) and the worker invalidates them now */
-    pthread_mutex_lock(&st->mu);
-    it->kc = 0;
-    pthread_mutex_unlock(&st->mu);
-    fs_invalidate_later(st, path);
-out:
-    pthread_mutex_unlock(&it->up_mu);
-    free(fname);
-    free(iname);
-    free(cur);
-    free(prep);
-    free(pend);
-    return r;
-}
-
-/* ------------------------------------------------- invalidation worker */
-
-static void *inval_main(void *arg)
-{
-    struct fs_state *st = arg;
-    pthread_mutex_lock(&st->inv_mu);
-    for (;;) {
-        while (!st->inv_n && !st->inv_stop)
-            pthread_cond_wait(&st->inv_cv, &st->inv_mu);
-        if (!st->inv_n && st->inv_stop)
-            break;
-        {
-            char *path = st->inv_q[0];
-            memmove(st->inv_q, st->inv_q + 1, (st->inv_n - 1) * sizeof *st->inv_q);
-            st->inv_n--;
-            pthread_mutex_unlock(&st->inv_mu);
-            if (st->fuse && path)
-                fuse_invalidate_path(st->fuse, path);
-            free(path);
-            pthread_mutex_lock(&st->inv_mu);
-        }
-    }
-    pthread_mutex_unlock(&st->inv_mu);
-    return NULL;
-}
-
-void fs_invalidate_later(struct fs_state *st, const char *path)
-{
-    if (!path)
+    if (!h)
         return;
-    pthread_mutex_lock(&st->inv_mu);
-    if (st->inv_started && !st->inv_stop) {
-        if (st->inv_n == st->inv_cap) {
-            size_t cap = st->inv_cap ? st->inv_cap * 2 : 16;
-            char **q = realloc(st->inv_q, cap * sizeof *q);
-            if (q) {
-                st->inv_q = q;
-                st->inv_cap = cap;
-            }
+    if (h->ver)
+        fs_ver_unpin(st, h->ver);
+    fs_ver_unref(st, h->base);
+    if (h->item)
+        fs_item_put(st, h->item);
+    fs_buf_free(&h->buf);
+    pthread_mutex_destroy(&h->mu);
+    free(h->path);
+    free(h);
+}
+
+size_t fs_h_len(struct fs_handle *h)
+{
+    size_t n;
+    pthread_mutex_lock(&h->mu);
+    n = h->own || !h->ver ? h->buf.len : h->ver->len;
+    pthread_mutex_unlock(&h->mu);
+    return n;
+}
+
+int fs_open_item(struct fs_state *st, struct fs_item *it, const char *path,
+                 struct fuse_file_info *fi, struct fs_ver *rbase, int recreated)
+{
+    struct fs_handle *h;
+    int w = is_write(fi->flags), r;
+    size_t len = 0;
+
+    if (w && (r = fs_check_writable(st, it->folder->proj, path))) {
+        fs_ver_unref(st, rbase);
+        return r;
+    }
+    h = handle_new(st, FS_H_ITEM, path);
+    if (!h) {
+        fs_ver_unref(st, rbase);
+        return -ENOMEM;
+    }
+    pthread_mutex_lock(&st->mu);
+    fs_item_get(it);
+    h->item = it;
+    h->seq = ++st->seq;
+    pthread_mutex_unlock(&st->mu);
+    h->writable = w;
+    if (recreated || (fi->flags & O_TRUNC)) {
+        /* the local buffer starts empty; nothing is uploaded unless written.
+         * The base: the pre-delete document of a re-created name, else the
+         * version this mount last served (none: a blind write) */
+        h->own = 1;
+        if (recreated) {
+            h->base = rbase;
+        } else {
+            pthread_mutex_lock(&st->ds.mu);
+            h->base = it->doc.served;
+            fs_ver_ref_locked(h->base);
+            pthread_mutex_unlock(&st->ds.mu);
         }
-        if (st->inv_n < st->inv_cap) {
-            st->inv_q[st->inv_n++] = strdup(path);
-            pthread_cond_signal(&st->inv_cv);
+    } else {
+        struct fs_ver *v;
+        r = fs_doc_get(st, it, 0, 1, &v);
+        if (r) {
+            fs_handle_free(st, h);
+            return r;
+        }
+        h->ver = v;
+        h->base = v;
+        pthread_mutex_lock(&st->ds.mu);
+        fs_ver_ref_locked(v);
+        pthread_mutex_unlock(&st->ds.mu);
+        len = v->len;
+    }
+    fs_doc_open_add(st, h, len);
+    /* the kernel may hold another version's length: drop it before the
+     * program's first fstat (sync: nothing of ours is locked here) */
+    if (fs_doc_kernel_stale(st, it, len))
+        fs_kernel_inval_path(st, path);
+    fi->direct_io = 1;
+    fi->keep_cache = 0;
+    fi->fh = (uintptr_t)h;
+    return 0;
+}
+
+int fs_open_scratch(struct fs_state *st, struct fs_scratch *s, const char *path,
+                    struct fuse_file_info *fi)
+{
+    struct fs_handle *h = handle_new(st, FS_H_SCRATCH, path);
+    if (!h)
+        return -ENOMEM;
+    h->scr = s;
+    h->writable = is_write(fi->flags);
+    pthread_mutex_lock(&st->mu);
+    s->nopen++;
+    pthread_mutex_unlock(&st->mu);
+    if (fi->flags & O_TRUNC) {
+        pthread_mutex_lock(&s->mu);
+        fs_buf_truncate(&s->buf, 0);
+        clock_gettime(CLOCK_REALTIME, &s->mtime);
+        s->ctime = s->mtime;
+        pthread_mutex_unlock(&s->mu);
+    }
+    fi->fh = (uintptr_t)h;
+    return 0;
+}
+
+static int frames_render(struct fs_state *st, struct fs_item *it, char **out, size_t *len)
+{
+    char why[256];
+    struct fs_ver *v;
+    enum sa_err e;
+    int r = fs_doc_get(st, it, 0, 0, &v);
+    if (r)
+        return r;
+    e = sa_frames_render(v->data, v->len, st->cfg->fps, out, len, why, sizeof why);
+    fs_ver_unpin(st, v);
+    if (e) {
+        /* the SDK raises here: the file cannot be produced (EIO, reason logged) */
+        fs_log(st, LOG_ERR, "%s: per-frame view: %s", it->name, why);
+        return -EIO;
+    }
+    return 0;
+}
+
+int fs_frames_size(struct fs_state *st, struct fs_item *it, size_t *len)
+{
+    char *out;
+    int r = frames_render(st, it, &out, len);
+    free(out);
+    return r;
+}
+
+int fs_open_frames(struct fs_state *st, struct fs_item *it, const char *path,
+                   struct fuse_file_info *fi)
+{
+    struct fs_handle *h;
+    char *out;
+    size_t len;
+    int r;
+
+    if (is_write(fi->flags))
+        return fs_refuse(st, "open", path, EACCES, "the per-frame view is read-only");
+    r = frames_render(st, it, &out, &len);
+    if (r)
+        return r;
+    h = handle_new(st, FS_H_FRAMES, path);
+    if (!h) {
+        free(out);
+        return -ENOMEM;
+    }
+    pthread_mutex_lock(&st->mu);
+    fs_item_get(it);
+    pthread_mutex_unlock(&st->mu);
+    h->item = it;
+    r = fs_buf_set(&h->buf, out, len);
+    free(out);
+    if (r) {
+        fs_handle_free(st, h);
+        return r;
+    }
+    h->own = 1;
+    fi->direct_io = 1;
+    fi->fh = (uintptr_t)h;
+    return 0;
+}
+
+int fs_open_classes(struct fs_state *st, struct fs_project *p, const char *path,
+                    struct fuse_file_info *fi)
+{
+    struct fs_handle *h;
+    char *out;
+    size_t len;
+    int r;
+
+    if (is_write(fi->flags) && (r = fs_check_writable(st, p, path)))
+        return r;
+    h = handle_new(st, FS_H_CLASSES, path);
+    if (!h)
+        return -ENOMEM;
+    h->proj = p;
+    h->writable = is_write(fi->flags);
+    h->own = 1;
+    if (!(fi->flags & O_TRUNC)) {
+        r = fs_classes_get(st, p, &out, &len);
+        if (!r) {
+            r = fs_buf_set(&h->buf, out, len);
+            free(out);
+        }
+        if (r) {
+            fs_handle_free(st, h);
+            return r;
         }
     }
-    pthread_mutex_unlock(&st->inv_mu);
+    fi->direct_io = 1;
+    fi->fh = (uintptr_t)h;
+    return 0;
 }
 
-void fs_inval_start(struct fs_state *st)
+int fs_open_dir(struct fs_state *st, const char *path, struct fuse_file_info *fi)
 {
-    pthread_mutex_lock(&st->inv_mu);
-    if (!st->inv_started && pthread_create(&st->inv_thread, NULL, inval_main, st) == 0)
-        st->inv_started = 1;
-    pthread_mutex_unlock(&st->inv_mu);
+    struct fs_handle *h = handle_new(st, FS_H_DIR, path);
+    if (!h || !h->path) {
+        fs_handle_free(st, h);
+        return -ENOMEM;
+    }
+    fi->fh = (uintptr_t)h;
+    return 0;
 }
 
-void fs_inval_stop(struct fs_state *st)
+/* ------------------------------------------------------------ read/write */
+
+int fs_h_read(struct fs_handle *h, char *buf, size_t size, off_t off)
 {
-    int started;
-    pthread_mutex_lock(&st->inv_mu);
-    started = st->inv_started;
-    st->inv_stop = 1;
-    pthread_cond_signal(&st->inv_cv);
-    pthread_mutex_unlock(&st->inv_mu);
-    if (started)
-        pthread_join(st->inv_thread, NULL);
-    for (size_t i = 0; i < st->inv_n; i++)
-        free(st->inv_q[i]);
-    free(st->inv_q);
-    st->inv_q = NULL;
-    st->inv_n = st->inv_cap = 0;
+    ssize_t r;
+    if (h->kind == FS_H_DIR)
+        return -EISDIR;
+    if (h->kind == FS_H_SCRATCH) {
+        pthread_mutex_lock(&h->scr->mu);
+        r = fs_buf_pread(&h->scr->buf, buf, size, off);
+        pthread_mutex_unlock(&h->scr->mu);
+        return (int)r;
+    }
+    pthread_mutex_lock(&h->mu);
+    if (h->own || !h->ver) {
+        r = fs_buf_pread(&h->buf, buf, size, off);
+    } else if ((size_t)off >= h->ver->len) {
+        r = 0;
+    } else {
+        size_t n = h->ver->len - (size_t)off;
+        if (n > size)
+            n = size;
+        memcpy(buf, h->ver->data + off, n);
+        r = (ssize_t)n;
+    }
+    pthread_mutex_unlock(&h->mu);
+    return (int)r;
+}
+
+/* The first change of an item handle: its bytes become its own (h->mu held). */
+static int make_own(struct fs_state *st, struct fs_handle *h)
+{
+    int r;
+    if (h->own)
+        return 0;
+    r = fs_buf_set(&h->buf, h->ver ? h->ver->data : "", h->ver ? h->ver->len : 0);
+    if (r)
+        return r;
+    h->own = 1;
+    if (h->ver) {
+        fs_ver_unpin(st, h->ver);
+        h->ver = NULL;
+    }
+    return 0;
+}
+
+static void touch_scratch(struct fs_scratch *s)
+{
+    clock_gettime(CLOCK_REALTIME, &s->mtime);
+    s->ctime = s->mtime;
+}
+
+int fs_h_write(struct fs_state *st, struct fs_handle *h, const char *buf, size_t size, off_t off,
+               int append)
+{
+    int r;
+    switch (h->kind) {
+    case FS_H_DIR:
+        return -EISDIR;
+    case FS_H_FRAMES:
+        return -EACCES;
+    case FS_H_SCRATCH:
+        pthread_mutex_lock(&h->scr->mu);
+        if (append)
+            off = (off_t)h->scr->buf.len;
+        r = fs_buf_pwrite(&h->scr->buf, buf, size, off);
+        touch_scratch(h->scr);
+        pthread_mutex_unlock(&h->scr->mu);
+        return r ? r : (int)size;
+    case FS_H_CLASSES:
+    case FS_H_ITEM:
+        break;
+    }
+    pthread_mutex_lock(&h->mu);
+    if (append)
+        off = (off_t)(h->own || !h->ver ? h->buf.len : h->ver->len);
+    if ((uint64_t)off + size > st->cfg->max_doc) {
+        pthread_mutex_unlock(&h->mu);
+        fs_log(st, LOG_ERR, "%s: a document over max_doc (%llu bytes) is refused",
+               h->path ? h->path : "-", (unsigned long long)st->cfg->max_doc);
+        return -EFBIG;
+    }
+    r = make_own(st, h);
+    if (!r)
+        r = fs_buf_pwrite(&h->buf, buf, size, off);
+    if (!r) {
+        h->dirty = 1;
+        h->err = 0;
+        if (h->kind == FS_H_ITEM)
+            fs_doc_open_len(st, h, h->buf.len, 1);
+    }
+    pthread_mutex_unlock(&h->mu);
+    return r ? r : (int)size;
+}
+
+int fs_truncate_scratch(struct fs_scratch *s, off_t size)
+{
+    int r;
+    pthread_mutex_lock(&s->mu);
+    r = fs_buf_truncate(&s->buf, size);
+    touch_scratch(s);
+    pthread_mutex_unlock(&s->mu);
+    return r;
+}
+
+int fs_h_truncate(struct fs_state *st, struct fs_handle *h, off_t size)
+{
+    int r;
+    switch (h->kind) {
+    case FS_H_DIR:
+        return -EISDIR;
+    case FS_H_FRAMES:
+        return -EACCES;
+    case FS_H_SCRATCH:
+        return fs_truncate_scratch(h->scr, size);
+    case FS_H_CLASSES:
+    case FS_H_ITEM:
+        break;
+    }
+    if ((uint64_t)size > st->cfg->max_doc)
+        return -EFBIG;
+    pthread_mutex_lock(&h->mu);
+    r = make_own(st, h);
+    if (!r)
+        r = fs_buf_truncate(&h->buf, size);
+    if (!r) {
+        h->dirty = 1;
+        h->err = 0;
+        if (h->kind == FS_H_ITEM)
+            fs_doc_open_len(st, h, h->buf.len, 1);
+    }
+    pthread_mutex_unlock(&h->mu);
+    return r;
+}
+
+/* --------------------------------------------------------------- saves */
+
+/* Upload a dirty item handle (h->mu held). */
+static int save_handle(struct fs_state *st, struct fs_handle *h)
+{
+    struct fs_ver *nb = NULL;
+    char *data;
+    size_t len;
+    int r = fs_buf_copy(&h->buf, &data, &len);
+    if (r)
+        return r;
+    {
+        struct fs_save o = {.path = h->path ? h->path : h->item->fname, .base = h->base,
+                            .seq = h->seq, .mtime = h->set_mtime ? &h->mtime : NULL, .h = h,
+                            .newbase = &nb};
+        r = fs_save_doc(st, h->item, data, len, &o);
+    }
+    free(data);
+    /* a refused or failed save already went to the recovery folder */
+    h->dirty = 0;
+    if (nb) {
+        /* the next save of this handle is judged against what it just wrote */
+        fs_ver_unref(st, h->base);
+        h->base = nb;
+    }
+    return r;
+}
+
+static int flush_classes(struct fs_state *st, struct fs_handle *h)
+{
+    char *data;
+    size_t len;
+    int r;
+    if (!h->dirty)
+        return h->err;
+    r = fs_buf_copy(&h->buf, &data, &len);
+    if (r)
+        return r;
+    r = fs_classes_check(st, h->proj, data, len, h->path);
+    free(data);
+    h->dirty = 0;
+    h->err = r;
+    return r;
+}
+
+int fs_h_flush(struct fs_state *st, struct fs_handle *h)
+{
+    int r = 0, changed = 0;
+    if (h->kind == FS_H_CLASSES) {
+        pthread_mutex_lock(&h->mu);
+        r = flush_classes(st, h);
+        pthread_mutex_unlock(&h->mu);
+        return r;
+    }
+    if (h->kind != FS_H_ITEM)
+        return 0;
+    pthread_mutex_lock(&h->mu);
+    if (h->dirty) {
+        r = save_handle(st, h);
+        h->err = r;
+    } else {
+        r = h->err;
+    }
+    changed = h->own;
+    pthread_mutex_unlock(&h->mu);
+    /* the kernel holds the written length (or 0 after O_TRUNC); the file now
+     * shows the platform's document: drop the kernel's attributes before
+     * close(2) returns */
+    if (changed && h->path)
+        fs_kernel_inval_path(st, h->path);
+    return r;
+}
+
+int fs_h_release(struct fs_state *st, struct fs_handle *h)
+{
+    switch (h->kind) {
+    case FS_H_ITEM:
+        pthread_mutex_lock(&h->mu);
+        if (h->dirty) {
+            /* a killed process or mmap: flush never saw these bytes */
+            int r = save_handle(st, h);
+            if (r)
+                fs_log(st, LOG_ERR, "%s: upload at release failed (%s)",
+                       h->path ? h->path : h->item->fname, strerror(-r));
+        }
+        pthread_mutex_unlock(&h->mu);
+        fs_doc_open_del(st, h);
+        break;
+    case FS_H_SCRATCH: {
+        struct fs_scratch *s = h->scr;
+        size_t len;
+        pthread_mutex_lock(&s->mu);
+        len = s->buf.len;
+        pthread_mutex_unlock(&s->mu);
+        pthread_mutex_lock(&st->mu);
+        if (len && !s->became && s->linked && h->writable && !fs_is_fuse_hidden(s->name))
+            fs_log(st, LOG_INFO, "scratch file %s closed with %zu bytes: it stays local to "
+                                 "this mount and is never uploaded", s->name, len);
+        s->nopen--;
+        fs_scratch_maybe_free_locked(st, s);
+        pthread_mutex_unlock(&st->mu);
+        break;
+    }
+    case FS_H_CLASSES:
+    case FS_H_FRAMES:
+    case FS_H_DIR:
+        break;
+    }
+    fs_handle_free(st, h);
+    return 0;
+}
+
+int fs_truncate_item(struct fs_state *st, struct fs_item *it, const char *path, off_t size)
+{
+    struct fs_ver *v;
+    char *nd;
+    int r;
+
+    if ((r = fs_check_writable(st, it->folder->proj, path)))
+        return r;
+    if (size == 0)
+        /* an empty document is never a save; truncate-to-zero by path would
+         * otherwise be the first half of a rewrite we cannot see */
+        return fs_refuse(st, "truncate", path, EINVAL,
+                         "truncate to 0 without an open file is refused");
+    if ((uint64_t)size > st->cfg->max_doc)
+        return -EFBIG;
+    r = fs_doc_get(st, it, 0, 1, &v);
+    if (r)
+        return r;
+    nd = calloc(1, (size_t)size + 1);
+    if (!nd) {
+        fs_ver_unpin(st, v);
+        return -ENOMEM;
+    }
+    memcpy(nd, v->data, v->len < (size_t)size ? v->len : (size_t)size);
+    {
+        struct fs_save o = {.path = path, .base = v, .seq = next_seq(st)};
+        r = fs_save_doc(st, it, nd, (size_t)size, &o);
+    }
+    free(nd);
+    fs_ver_unpin(st, v);
+    fs_kernel_inval_path(st, path);
+    return r;
 }

@@ -33,7 +33,7 @@ static void state_free(struct fs_state *st)
     pthread_mutex_destroy(&st->plist_mu);
     pthread_mutex_destroy(&st->inv_mu);
     pthread_cond_destroy(&st->inv_cv);
-    pthread_cond_destroy(&st->bulk_done_cv);
+    fs_store_free(st);
     free(st);
 }
 
@@ -95,7 +95,9 @@ int main(int argc, char **argv)
     st->cfg = &cfg;
     st->loglevel = cfg.loglevel;
     st->foreground = cfg.foreground || cfg.probe;
-    st->lru_budget = DOC_CACHE_BUDGET;
+    fs_store_init(st);
+    st->ds.lru_budget = DOC_CACHE_BUDGET;
+    st->attr_timeout = 1.0;
     {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -105,7 +107,6 @@ int main(int argc, char **argv)
     pthread_mutex_init(&st->plist_mu, NULL);
     pthread_mutex_init(&st->inv_mu, NULL);
     pthread_cond_init(&st->inv_cv, NULL);
-    pthread_cond_init(&st->bulk_done_cv, NULL);
     {
         struct sa_config sc = {
             .token = cfg.token,

@@ -152,27 +152,41 @@ char *fs_item_fname(const char *name, const char *suffix)
     return out;
 }
 
-static int ends_with(const char *s, const char *suf)
+int fs_ends_with(const char *s, const char *suf)
 {
     size_t a = strlen(s), b = strlen(suf);
     return a >= b && !strcmp(s + a - b, suf);
 }
 
-/* Look @p name up in a folder directory: item, scratch, frames or nothing. */
+int fs_is_fuse_hidden(const char *name)
+{
+    return !strncmp(name, ".fuse_hidden", 12);
+}
+
+/* Look @p name up in a folder directory: item, scratch, ghost, frames or
+ * nothing (a name an unlink hid is nothing, with loc->item set). */
 static int lookup_in_folder(struct fs_state *st, struct fs_folder *f, const char *name,
                             struct fs_loc *loc)
 {
-    int r = fs_folder_refresh(st, f, FS_REFRESH_LOOKUP);
-    if (r)
-        return r;
+    /* libfuse probes `.fuse_hidden…` names when it hides an open file: no
+     * listing for them */
+    if (!fs_is_fuse_hidden(name)) {
+        int r = fs_folder_refresh(st, f, FS_REFRESH_LOOKUP);
+        if (r)
+            return r;
+    }
     pthread_mutex_lock(&st->mu);
     loc->fold = f;
-    loc->item = fs_map_get(&f->by_fname, name);
-    if (loc->item) {
+    loc->kind = FS_K_NONE;
+    if ((loc->item = fs_map_get(&f->by_fname, name))) {
         loc->kind = FS_K_ITEM;
     } else if ((loc->scr = fs_map_get(&f->scratch, name))) {
         loc->kind = FS_K_SCRATCH;
-    } else if (f->proj->p.type == SA_PT_VIDEO && ends_with(name, FRAMES_SUFFIX) &&
+        loc->scr->refs++;
+    } else if ((loc->ghost = fs_map_get(&f->ghosts, name))) {
+        loc->kind = FS_K_GHOST;
+        loc->item = loc->ghost->item;
+    } else if (f->proj->p.type == SA_PT_VIDEO && fs_ends_with(name, FRAMES_SUFFIX) &&
                strlen(name) > strlen(FRAMES_SUFFIX)) {
         size_t bl = strlen(name) - strlen(FRAMES_SUFFIX), sl = strlen(f->proj->suffix);
         char *fn = malloc(bl + sl + 1);
@@ -183,11 +197,28 @@ static int lookup_in_folder(struct fs_state *st, struct fs_folder *f, const char
             free(fn);
         }
         loc->kind = loc->item ? FS_K_FRAMES : FS_K_NONE;
-    } else {
-        loc->kind = FS_K_NONE;
     }
+    if (loc->item)
+        fs_item_get(loc->item);
     pthread_mutex_unlock(&st->mu);
+    if ((loc->kind == FS_K_ITEM || loc->kind == FS_K_FRAMES) && fs_doc_hidden(st, loc->item))
+        loc->kind = FS_K_NONE; /* removed in this mount; loc->item kept for a re-create */
     return 0;
+}
+
+void fs_loc_put(struct fs_state *st, struct fs_loc *loc)
+{
+    if (loc->item)
+        fs_item_put(st, loc->item);
+    if (loc->scr) {
+        pthread_mutex_lock(&st->mu);
+        loc->scr->refs--;
+        fs_scratch_maybe_free_locked(st, loc->scr);
+        pthread_mutex_unlock(&st->mu);
+    }
+    loc->item = NULL;
+    loc->scr = NULL;
+    loc->ghost = NULL;
 }
 
 /* Projects and folders change rarely: a name found in a listing younger
@@ -225,16 +256,31 @@ int fs_resolve(struct fs_state *st, const char *path, struct fs_loc *loc)
         e = strchr(p, '/');
         n = e ? (size_t)(e - p) : strlen(p);
         if (n > NAME_MAX)
-            return -ENAMETOOLONG;
+            r = -ENAMETOOLONG;
+        else
+            r = 0;
+        if (r || cur == FS_K_ITEM || cur == FS_K_FRAMES || cur == FS_K_SCRATCH ||
+            cur == FS_K_GHOST || cur == FS_K_CLASSES_FILE || cur == FS_K_NONE) {
+            if (!r)
+                r = cur == FS_K_NONE ? -ENOENT : -ENOTDIR;
+            fs_loc_put(st, loc);
+            return r;
+        }
         memcpy(name, p, n);
         name[n] = 0;
         switch (cur) {
         case FS_K_ITEM:
         case FS_K_FRAMES:
         case FS_K_SCRATCH:
-            return -ENOTDIR;
+        case FS_K_GHOST:
+        case FS_K_CLASSES_FILE:
         case FS_K_NONE:
-            return -ENOENT;
+            break;
+        case FS_K_CLASSES_DIR:
+            loc->parent = FS_K_CLASSES_DIR;
+            loc->leaf = p;
+            loc->kind = !strcmp(name, "classes.json") ? FS_K_CLASSES_FILE : FS_K_NONE;
+            break;
         case FS_K_TEAM: {
             struct fs_project *pr;
             pthread_mutex_lock(&st->mu);
@@ -266,7 +312,7 @@ int fs_resolve(struct fs_state *st, const char *path, struct fs_loc *loc)
             fo = young(st, loc->proj->listed, loc->proj->listed_at)
                      ? fs_map_get(&loc->proj->by_dname, name) : NULL;
             pthread_mutex_unlock(&st->mu);
-            if (!fo) {
+            if (!fo && !fs_is_fuse_hidden(name)) {
                 r = fs_project_refresh(st, loc->proj, 0);
                 if (r)
                     return r;
@@ -279,6 +325,8 @@ int fs_resolve(struct fs_state *st, const char *path, struct fs_loc *loc)
             if (fo) {
                 loc->fold = fo;
                 loc->kind = FS_K_FOLDER;
+            } else if (!strcmp(name, "classes") && fs_classes_shown(st, loc->proj)) {
+                loc->kind = FS_K_CLASSES_DIR;
             } else {
                 r = lookup_in_folder(st, loc->proj->root, name, loc);
                 if (r)

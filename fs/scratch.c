@@ -38,25 +38,44 @@ struct fs_scratch *fs_scratch_new(struct fs_state *st, struct fs_folder *f, cons
 
 void fs_scratch_maybe_free_locked(struct fs_state *st, struct fs_scratch *s)
 {
-    if (s->linked || s->nopen)
+    (void)st;
+    /* resolved locations hold refs, open handles count in nopen */
+    if (s->linked || s->nopen || s->refs)
         return;
-    /* Keep the (small) struct until unmount: another thread may still hold
-     * a pointer from a path lookup. Drop its bytes now. */
-    pthread_mutex_lock(&s->mu);
-    fs_buf_free(&s->buf);
-    fs_xattr_free_all(&s->xattrs);
-    pthread_mutex_unlock(&s->mu);
-    s->grave_next = st->graveyard;
-    st->graveyard = s;
+    fs_scratch_free(s);
 }
 
 void fs_scratch_unlink_locked(struct fs_state *st, struct fs_scratch *s)
 {
     if (!s->linked)
         return;
-    fs_map_del(&s->folder->scratch, s->name);
+    if (fs_map_get(&s->folder->scratch, s->name) == s)
+        fs_map_del(&s->folder->scratch, s->name);
     s->linked = 0;
     fs_scratch_maybe_free_locked(st, s);
+}
+
+int fs_scratch_move(struct fs_state *st, struct fs_scratch *s, struct fs_folder *to,
+                    const char *name)
+{
+    char *nn = strdup(name);
+    struct fs_scratch *old;
+    if (!nn)
+        return -ENOMEM;
+    pthread_mutex_lock(&st->mu);
+    old = fs_map_get(&to->scratch, name);
+    if (old && old != s)
+        fs_scratch_unlink_locked(st, old);
+    if (s->linked && fs_map_get(&s->folder->scratch, s->name) == s)
+        fs_map_del(&s->folder->scratch, s->name);
+    /* s->name may be read by a concurrent release's log line: swap under mu */
+    free(s->name);
+    s->name = nn;
+    s->folder = to;
+    s->linked = 1;
+    fs_map_put(&to->scratch, nn, s);
+    pthread_mutex_unlock(&st->mu);
+    return 0;
 }
 
 void fs_scratch_stat(struct fs_state *st, struct fs_scratch *s, struct stat *sb)
@@ -81,7 +100,7 @@ static void report_cb(void *ud, const char *k, void *v)
     struct fs_state *st = ud;
     struct fs_scratch *s = v;
     (void)k;
-    if (s->buf.len && !s->became)
+    if (s->buf.len && !s->became && !fs_is_fuse_hidden(s->name))
         fs_log(st, LOG_WARNING,
                "scratch file %s/%s held %zu bytes and never became an annotation; it is gone "
                "with the mount", s->folder->is_root ? s->folder->proj->p.name : s->folder->name,

@@ -199,29 +199,31 @@ static struct fs_folder *folder_new(struct fs_project *p, long long id, const ch
     f->is_root = is_root;
     f->present = 1;
     pthread_mutex_init(&f->list_mu, NULL);
-    pthread_cond_init(&f->bulk_cv, NULL);
     fs_map_init(&f->by_id);
     fs_map_init(&f->by_fname);
     fs_map_init(&f->scratch);
+    fs_map_init(&f->ghosts);
     return f;
 }
 
-static void item_free_cb(void *ud, const char *k, void *v)
+static void item_free(struct fs_state *st, struct fs_item *it)
 {
-    struct fs_item *it = v;
-    (void)ud;
-    (void)k;
+    fs_doc_free(st, it);
     free(it->name);
     free(it->fname);
     free(it->created_at);
     free(it->updated_at);
-    free(it->doc);
-    free(it->pending_status);
-    pthread_mutex_destroy(&it->up_mu);
+    pthread_mutex_destroy(&it->save_mu);
     free(it);
 }
 
-static void scratch_free(struct fs_scratch *s)
+static void item_free_cb(void *ud, const char *k, void *v)
+{
+    (void)k;
+    item_free(ud, v);
+}
+
+void fs_scratch_free(struct fs_scratch *s)
 {
     fs_buf_free(&s->buf);
     fs_xattr_free_all(&s->xattrs);
@@ -234,33 +236,48 @@ static void scratch_free_cb(void *ud, const char *k, void *v)
 {
     (void)ud;
     (void)k;
-    scratch_free(v);
+    fs_scratch_free(v);
 }
 
-static void folder_free(struct fs_folder *f)
+static void ghost_free_cb(void *ud, const char *k, void *v)
+{
+    (void)ud;
+    (void)k;
+    free(v); /* its item is freed with the folder's items */
+}
+
+static void folder_free(struct fs_state *st, struct fs_folder *f)
 {
     if (!f)
         return;
-    fs_map_each(&f->by_id, item_free_cb, NULL);
+    fs_map_each(&f->ghosts, ghost_free_cb, NULL);
+    fs_map_each(&f->by_id, item_free_cb, st);
     fs_map_each(&f->scratch, scratch_free_cb, NULL);
     fs_map_clear(&f->by_id);
     fs_map_clear(&f->by_fname);
     fs_map_clear(&f->scratch);
+    fs_map_clear(&f->ghosts);
+    while (f->jobs) {
+        struct fs_fetch_job *j = f->jobs;
+        f->jobs = *(struct fs_fetch_job **)j; /* next is the first member */
+        free(j);
+    }
     free(f->items);
     free(f->name);
     free(f->dname);
     free(f->updated_at);
     pthread_mutex_destroy(&f->list_mu);
-    pthread_cond_destroy(&f->bulk_cv);
     free(f);
 }
 
+struct free_ctx { struct fs_state *st; struct fs_project *p; };
+
 static void folder_free_cb(void *ud, const char *k, void *v)
 {
-    struct fs_project *p = ud;
+    struct free_ctx *c = ud;
     (void)k;
-    if (v != p->root)
-        folder_free(v);
+    if (v != c->p->root)
+        folder_free(c->st, v);
 }
 
 static const char *project_suffix(struct fs_state *st, int type)
@@ -293,12 +310,14 @@ static struct fs_project *project_new(struct fs_state *st, struct sa_project *sr
     return p;
 }
 
-static void project_free(struct fs_project *p)
+static void project_free(struct fs_state *st, struct fs_project *p)
 {
+    struct free_ctx c = {st, p};
     if (!p)
         return;
-    fs_map_each(&p->by_id, folder_free_cb, p);
-    folder_free(p->root);
+    fs_map_each(&p->by_id, folder_free_cb, &c);
+    folder_free(st, p->root);
+    free(p->classes);
     fs_map_clear(&p->by_id);
     fs_map_clear(&p->by_dname);
     free(p->folders);
@@ -310,9 +329,8 @@ static void project_free(struct fs_project *p)
 
 static void project_free_cb(void *ud, const char *k, void *v)
 {
-    (void)ud;
     (void)k;
-    project_free(v);
+    project_free(ud, v);
 }
 
 int fs_tree_init(struct fs_state *st, char *err, size_t errlen)
@@ -367,7 +385,7 @@ int fs_tree_init(struct fs_state *st, char *err, size_t errlen)
             return -1;
         }
         if (st->src_fold->is_root) {
-            folder_free(st->src_fold);
+            folder_free(st, st->src_fold);
             st->src_fold = st->src_proj->root;
         }
     }
@@ -377,11 +395,11 @@ int fs_tree_init(struct fs_state *st, char *err, size_t errlen)
 void fs_tree_free(struct fs_state *st)
 {
     if (st->level == 0) {
-        fs_map_each(&st->projects_by_id, project_free_cb, NULL);
+        fs_map_each(&st->projects_by_id, project_free_cb, st);
     } else {
         if (st->src_fold && st->src_fold != st->src_proj->root)
-            folder_free(st->src_fold);
-        project_free(st->src_proj);
+            folder_free(st, st->src_fold);
+        project_free(st, st->src_proj);
     }
     fs_map_clear(&st->projects_by_id);
     fs_map_clear(&st->projects_by_dname);
@@ -393,11 +411,6 @@ void fs_tree_free(struct fs_state *st)
     free(st->retired_names);
     st->retired_names = NULL;
     st->n_retired = st->cap_retired = 0;
-    while (st->graveyard) {
-        struct fs_scratch *s = st->graveyard;
-        st->graveyard = s->grave_next;
-        scratch_free(s);
-    }
 }
 
 int fs_projects_refresh(struct fs_state *st, int force)
@@ -533,17 +546,95 @@ out:
     return r;
 }
 
-void fs_item_update_locked(struct fs_state *st, struct fs_item *it, const struct sa_item *si,
-                           double t0)
+/* ---------------------------------------------------------------- items */
+
+void fs_item_get(struct fs_item *it)
 {
-    (void)st;
-    if (it->ver_at > t0)
+    /* holders increment without st->mu (they already hold a ref, or
+     * st->mu); the count reaches 0 only under st->mu (fs_item_put) */
+    __atomic_add_fetch(&it->refs, 1, __ATOMIC_RELAXED);
+}
+
+/* Free an item that left the listing and that nobody holds (st->mu held). */
+static void item_maybe_free_locked(struct fs_state *st, struct fs_item *it)
+{
+    char key[32];
+    if (it->present || __atomic_load_n(&it->refs, __ATOMIC_RELAXED))
         return;
-    it->ver_at = t0;
-    it->ms = si->updated_ms;
-    it->status = si->annotation_status;
+    snprintf(key, sizeof key, "%lld", it->id);
+    if (fs_map_get(&it->folder->by_id, key) == it)
+        fs_map_del(&it->folder->by_id, key);
+    item_free(st, it);
+}
+
+void fs_item_put_locked(struct fs_state *st, struct fs_item *it)
+{
+    if (__atomic_sub_fetch(&it->refs, 1, __ATOMIC_RELAXED) == 0)
+        item_maybe_free_locked(st, it);
+}
+
+void fs_item_put(struct fs_state *st, struct fs_item *it)
+{
+    if (!it)
+        return;
+    pthread_mutex_lock(&st->mu);
+    fs_item_put_locked(st, it);
+    pthread_mutex_unlock(&st->mu);
+}
+
+char *fs_item_name(struct fs_state *st, struct fs_item *it)
+{
+    char *s;
+    pthread_mutex_lock(&st->mu);
+    s = strdup(it->name ? it->name : "");
+    pthread_mutex_unlock(&st->mu);
+    return s;
+}
+
+char *fs_item_fname_copy(struct fs_state *st, struct fs_item *it)
+{
+    char *s;
+    pthread_mutex_lock(&st->mu);
+    s = strdup(it->fname ? it->fname : "");
+    pthread_mutex_unlock(&st->mu);
+    return s;
+}
+
+static char *item_path_locked(struct fs_state *st, struct fs_item *it)
+{
+    struct fs_folder *f = it->folder;
+    const char *pd = st->level == 0 ? f->proj->dname : "";
+    const char *fd = (st->level <= 1 && !f->is_root) ? f->dname : "";
+    size_t n = strlen(pd) + strlen(fd) + strlen(it->fname ? it->fname : "") + 4;
+    char *p = malloc(n);
+    if (!p)
+        return NULL;
+    snprintf(p, n, "%s%s%s%s/%s", *pd ? "/" : "", pd, *fd ? "/" : "", fd,
+             it->fname ? it->fname : "");
+    return p;
+}
+
+char *fs_item_path(struct fs_state *st, struct fs_item *it)
+{
+    char *p;
+    pthread_mutex_lock(&st->mu);
+    p = item_path_locked(st, it);
+    pthread_mutex_unlock(&st->mu);
+    return p;
+}
+
+/* Learn an item's version from an answer that started at @p t0 (st->mu held). */
+static void item_update_locked(struct fs_state *st, struct fs_item *it, const struct sa_item *si,
+                               double t0)
+{
     replace_str(&it->created_at, si->created_at);
     replace_str(&it->updated_at, si->updated_at);
+    if (fs_doc_learn(st, it, si->updated_ms, si->annotation_status, t0)) {
+        /* the kernel may cache the old version's length */
+        char *p = item_path_locked(st, it);
+        fs_kernel_inval_later(st, p);
+        free(p);
+    }
 }
 
 /* Find or create the item of @p si in @p f (st->mu held). */
@@ -561,20 +652,22 @@ static struct fs_item *item_merge_locked(struct fs_state *st, struct fs_folder *
             return NULL;
         it->id = si->id;
         it->folder = f;
-        pthread_mutex_init(&it->up_mu, NULL);
+        pthread_mutex_init(&it->save_mu, NULL);
         fs_map_put(&f->by_id, key, it);
     }
     if (!it->name || strcmp(it->name, si->name ? si->name : "")) {
-        if (it->fname)
+        if (it->fname && fs_map_get(&f->by_fname, it->fname) == it)
             fs_map_del(&f->by_fname, it->fname);
+        /* renamed on the platform: a reader may hold the old strings
+         * without st->mu (log lines), so they are retired, not freed */
         rename_str_locked(st, &it->name, si->name ? si->name : "");
         if (!retire_locked(st, it->fname))
-            it->fname = fs_item_fname(it->name, f->proj->suffix);
+            it->fname = it->name ? fs_item_fname(it->name, f->proj->suffix) : NULL;
         if (it->fname && (strlen(it->fname) != strlen(it->name) + strlen(f->proj->suffix) ||
                           strncmp(it->fname, it->name, strlen(it->name))))
             fs_log(st, LOG_INFO, "item \"%s\" is shown as \"%s\"", it->name, it->fname);
     }
-    fs_item_update_locked(st, it, si, t0);
+    item_update_locked(st, it, si, t0);
     return it;
 }
 
@@ -602,12 +695,17 @@ int fs_folder_refresh(struct fs_state *st, struct fs_folder *f, int mode)
     }
     pthread_mutex_lock(&st->mu);
     {
-        struct fs_item **arr = calloc(l.n + 1, sizeof *arr);
-        size_t n = 0;
-        for (size_t i = 0; i < f->n_items; i++)
-            f->items[i]->present = 0;
+        struct fs_item **arr = calloc(l.n + 1, sizeof *arr), **old = f->items;
+        size_t n = 0, nold = f->n_items;
+        if (!arr) {
+            pthread_mutex_unlock(&st->mu);
+            r = -ENOMEM;
+            goto out;
+        }
+        for (size_t i = 0; i < nold; i++)
+            old[i]->present = 0;
         fs_map_clear(&f->by_fname);
-        for (size_t i = 0; arr && i < l.n; i++) {
+        for (size_t i = 0; i < l.n; i++) {
             struct fs_item *it = item_merge_locked(st, f, &l.v[i], t0);
             if (!it || !it->fname)
                 continue;
@@ -615,12 +713,15 @@ int fs_folder_refresh(struct fs_state *st, struct fs_folder *f, int mode)
             fs_map_put(&f->by_fname, it->fname, it);
             arr[n++] = it;
         }
-        free(f->items);
         f->items = arr;
         f->n_items = n;
         f->listed = 1;
         f->listed_at = fs_now();
         f->list_dur = f->listed_at - t0;
+        /* items that left the listing and that nobody holds are freed */
+        for (size_t i = 0; i < nold; i++)
+            item_maybe_free_locked(st, old[i]);
+        free(old);
     }
     pthread_mutex_unlock(&st->mu);
 out:
@@ -634,6 +735,24 @@ void fs_folder_invalidate(struct fs_state *st, struct fs_folder *f)
     pthread_mutex_lock(&st->mu);
     f->listed = 0;
     pthread_mutex_unlock(&st->mu);
+}
+
+/* Merge a listing by names (st->mu held); the items found get present. */
+static void merge_found_locked(struct fs_state *st, struct fs_folder *f,
+                               const struct sa_item_list *l, double t0)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        struct fs_item *it = item_merge_locked(st, f, &l->v[i], t0);
+        if (!it || !it->fname || it->present || !f->listed)
+            continue;
+        struct fs_item **arr = realloc(f->items, (f->n_items + 1) * sizeof *arr);
+        if (arr) {
+            f->items = arr;
+            f->items[f->n_items++] = it;
+            it->present = 1;
+            fs_map_put(&f->by_fname, it->fname, it);
+        }
+    }
 }
 
 int fs_folder_find_item(struct fs_state *st, struct fs_folder *f, const char *fname,
@@ -664,24 +783,52 @@ int fs_folder_find_item(struct fs_state *st, struct fs_folder *f, const char *fn
         return fs_fail(st, "find item", fname, e);
     }
     pthread_mutex_lock(&st->mu);
+    merge_found_locked(st, f, &l, t0);
     for (size_t i = 0; i < l.n; i++) {
-        struct fs_item *it = item_merge_locked(st, f, &l.v[i], t0);
-        if (!it || !it->fname || strcmp(it->fname, fname))
-            continue;
-        if (!it->present && f->listed) {
-            struct fs_item **arr = realloc(f->items, (f->n_items + 1) * sizeof *arr);
-            if (arr) {
-                f->items = arr;
-                f->items[f->n_items++] = it;
-                it->present = 1;
-                fs_map_put(&f->by_fname, it->fname, it);
-            }
+        char key[32];
+        struct fs_item *it;
+        snprintf(key, sizeof key, "%lld", l.v[i].id);
+        it = fs_map_get(&f->by_id, key);
+        if (it && it->fname && !strcmp(it->fname, fname) && !*out) {
+            fs_item_get(it);
+            *out = it;
         }
-        *out = it;
     }
     pthread_mutex_unlock(&st->mu);
     sa_item_list_clear(&l);
     return *out ? 0 : -ENOENT;
+}
+
+void fs_items_refetch(struct fs_state *st, struct fs_folder *f, struct fs_item **items, size_t n)
+{
+    const char **names = calloc(n + 1, sizeof *names);
+    struct sa_item_list l = {0};
+    double t0 = fs_now();
+
+    if (!names || !n) {
+        free(names);
+        return;
+    }
+    pthread_mutex_lock(&st->mu);
+    for (size_t i = 0; i < n; i++)
+        names[i] = strdup(items[i]->name ? items[i]->name : "");
+    pthread_mutex_unlock(&st->mu);
+    if (sa_list_items(st->c, f->proj->p.id, f->id, names, n, &l) == SA_OK) {
+        pthread_mutex_lock(&st->mu);
+        for (size_t i = 0; i < l.n; i++) {
+            char key[32];
+            struct fs_item *it;
+            snprintf(key, sizeof key, "%lld", l.v[i].id);
+            it = fs_map_get(&f->by_id, key);
+            if (it)
+                item_update_locked(st, it, &l.v[i], t0);
+        }
+        pthread_mutex_unlock(&st->mu);
+    }
+    sa_item_list_clear(&l);
+    for (size_t i = 0; i < n; i++)
+        free((char *)names[i]);
+    free(names);
 }
 
 enum sa_err fs_item_refetch(struct fs_state *st, struct fs_item *it)
@@ -691,11 +838,27 @@ enum sa_err fs_item_refetch(struct fs_state *st, struct fs_item *it)
     enum sa_err e = sa_get_item(st->c, it->folder->proj->p.id, it->id, &si);
     if (!e) {
         pthread_mutex_lock(&st->mu);
-        fs_item_update_locked(st, it, &si, t0);
+        item_update_locked(st, it, &si, t0);
         pthread_mutex_unlock(&st->mu);
     }
     sa_item_clear(&si);
     return e;
+}
+
+void fs_item_revalidate(struct fs_state *st, struct fs_item *it)
+{
+    double age;
+    enum sa_err e;
+
+    pthread_mutex_lock(&st->mu);
+    age = fs_now() - it->folder->listed_at;
+    pthread_mutex_unlock(&st->mu);
+    if (age < st->cfg->cache_timeout)
+        return;
+    e = fs_item_refetch(st, it);
+    if (e && e != SA_ERR_NOTFOUND)
+        fs_log(st, LOG_DEBUG, "revalidate %s: %s (%s); using the listed version", it->name,
+               sa_strerror(e), sa_last_error());
 }
 
 int fs_project_read_only(struct fs_state *st, struct fs_project *p, const char *path)
@@ -704,5 +867,14 @@ int fs_project_read_only(struct fs_state *st, struct fs_project *p, const char *
         fs_log(st, LOG_WARNING, "%s: Multimodal projects are read-only in safs", path);
         return 1;
     }
+    return 0;
+}
+
+int fs_check_writable(struct fs_state *st, struct fs_project *p, const char *path)
+{
+    if (st->cfg->read_only)
+        return fs_refuse(st, "write", path, EROFS, "read-only mount");
+    if (fs_project_read_only(st, p, path))
+        return -EROFS;
     return 0;
 }

@@ -1,0 +1,401 @@
+/** @file
+ * Downloads that fill the document store: one item (fs_fetch_one, for
+ * opens and saves), and batches for sizes (`ls -l`, `find -size`, rsync's
+ * scan): a stat that misses a size queues ONE batch of at most FETCH_BATCH
+ * items around it in listing order (the item first, then the ones after it,
+ * which a scan stats next); a stat served from a batch's middle asks for the
+ * next batch ahead (read-ahead), so a scan streams without one request per
+ * file and a single `stat` (cp's look at its destination) costs one batch,
+ * not the folder. Batches run in one worker thread per folder; unmount
+ * cancels them (st->ds.bg_cancel, also aborting transfers in flight).
+ *
+ * Read-ahead batches are bigger (FETCH_AHEAD): the client classifies 1000
+ * ids a request and streams the server's batches in parallel, so a scan
+ * costs the API's minimum of classify calls and stream requests.
+ *
+ * A document the stream did not return, for an item that exists, is EIO
+ * with a log line, never an empty file: the platform returns a skeleton for
+ * every item without annotations (api.md §9.2), so a missing one means the
+ * answer was cut short.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs_i.h"
+#include "sa/doc.h"
+
+#define FETCH_BATCH 500   /* the batch a miss waits for: one stream batch of the server's */
+#define FETCH_AHEAD 2000  /* read-ahead batches: 2 classify calls, 4 streams in parallel */
+
+struct fs_fetch_job {
+    struct fs_fetch_job *next;
+    struct fs_item *start;      /* a ref, or NULL: continue at f->ra_next */
+};
+
+/* Settled: the server answered at least one second after updatedAt. */
+static int settled_at(int64_t date_ms, int64_t updated_ms)
+{
+    return date_ms > 0 && date_ms / 1000 >= updated_ms / 1000 + 1;
+}
+
+/* ------------------------------------------------------------ one item */
+
+struct one_ctx { long long id; char *out; size_t len; int bad; };
+
+static int one_cb(void *ud, long long item_id, const char *json, size_t len)
+{
+    struct one_ctx *c = ud;
+    char why[256];
+    if (item_id != c->id || c->out)
+        return 0;
+    if (sa_doc_pretty(json, len, &c->out, &c->len, why, sizeof why))
+        c->bad = 1;
+    return 0;
+}
+
+int fs_fetch_one(struct fs_state *st, struct fs_item *it, int64_t ms, int status, char **out,
+                 size_t *len, int *settled)
+{
+    struct one_ctx c = {.id = it->id};
+    char *name = fs_item_name(st, it);
+    const char *names[1];
+    int64_t first = 0;
+    enum sa_err e;
+    int r = 0;
+
+    (void)status;
+    *out = NULL;
+    *len = 0;
+    *settled = 0;
+    if (!name)
+        return -ENOMEM;
+    names[0] = name;
+    e = sa_download_annotations(st->c, it->folder->proj->p.id, it->folder->id, &it->id, names,
+                                1, one_cb, &c);
+    sa_last_dates(&first, NULL);
+    if (e) {
+        r = fs_fail(st, "download", name, e);
+    } else if (c.bad) {
+        fs_log(st, LOG_ERR, "download %s: the platform sent a document that is not valid JSON",
+               name);
+        r = -EIO;
+    } else if (!c.out) {
+        /* gone on the platform, or an answer cut short */
+        e = fs_item_refetch(st, it);
+        if (e == SA_ERR_NOTFOUND) {
+            fs_log(st, LOG_DEBUG, "download %s: the item no longer exists", name);
+            r = -ENOENT;
+        } else {
+            fs_log(st, LOG_ERR, "download %s: the platform's stream returned no document for "
+                                "this item (an answer cut short); nothing is served (EIO)",
+                   name);
+            r = -EIO;
+        }
+    }
+    free(name);
+    if (r) {
+        free(c.out);
+        return r;
+    }
+    *out = c.out;
+    *len = c.len;
+    *settled = settled_at(first, ms);
+    return 0;
+}
+
+/* ------------------------------------------------------------- batches */
+
+struct batch {
+    struct fs_state *st;
+    struct fs_folder *f;
+    size_t n;
+    struct fs_item **items;     /* refs */
+    long long *ids;
+    char **names;
+    int64_t *ms;
+    int *status;
+    uint64_t *hash;             /* of what arrived, 0 = nothing */
+    struct fs_map idx;          /* "%lld" -> index + 1 */
+};
+
+static void batch_free(struct batch *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        if (b->items[i])
+            fs_item_put(b->st, b->items[i]);
+        free(b->names[i]);
+    }
+    free(b->items);
+    free(b->ids);
+    free(b->names);
+    free(b->ms);
+    free(b->status);
+    free(b->hash);
+    fs_map_clear(&b->idx);
+}
+
+static int batch_cb(void *ud, long long item_id, const char *json, size_t len)
+{
+    struct batch *b = ud;
+    struct fs_state *st = b->st;
+    char key[32], why[256], *pretty = NULL;
+    size_t pl, i;
+    void *v;
+
+    if (st->ds.bg_cancel)
+        return 1;
+    snprintf(key, sizeof key, "%lld", item_id);
+    v = fs_map_get(&b->idx, key);
+    if (!v)
+        return 0;
+    i = (size_t)(uintptr_t)v - 1;
+    if (b->hash[i] || sa_doc_pretty(json, len, &pretty, &pl, why, sizeof why))
+        return 0;
+    b->hash[i] = fs_hash(pretty, pl) | 1;
+    pthread_mutex_lock(&st->ds.mu);
+    fs_doc_fill_locked(st, b->items[i], b->ms[i], b->status[i], pretty, pl, 0, 0);
+    pthread_mutex_unlock(&st->ds.mu);
+    return 0;
+}
+
+/* Choose the batch: under st->mu the listing, then under ds.mu the items
+ * whose size is unknown and not already being fetched. */
+static int batch_collect(struct batch *b, struct fs_fetch_job *j)
+{
+    struct fs_state *st = b->st;
+    struct fs_folder *f = b->f;
+    size_t start = 0, scanned = 0, cand_n = 0, max = j->start ? FETCH_BATCH : FETCH_AHEAD;
+    struct fs_item **cand;
+
+    pthread_mutex_lock(&st->mu);
+    if (j->start) {
+        start = f->n_items;
+        for (size_t i = 0; i < f->n_items; i++)
+            if (f->items[i] == j->start) {
+                start = i;
+                break;
+            }
+    } else {
+        pthread_mutex_lock(&st->ds.mu);
+        start = f->ra_next;
+        pthread_mutex_unlock(&st->ds.mu);
+    }
+    cand = calloc(max + 1, sizeof *cand);
+    if (!cand) {
+        pthread_mutex_unlock(&st->mu);
+        return -ENOMEM;
+    }
+    /* the starting item even if it left the listing: its stat waits */
+    if (j->start) {
+        fs_item_get(j->start);
+        cand[cand_n++] = j->start;
+    }
+    pthread_mutex_lock(&st->ds.mu);
+    for (size_t i = start; i < f->n_items && cand_n < max; i++, scanned++) {
+        struct fs_item *it = f->items[i];
+        struct fs_doc *d = &it->doc;
+        if (it == j->start || d->fetching || d->batching || !d->has_key ||
+            d->tomb != FS_TOMB_NONE || fs_ver_trusted(st, d->cur))
+            continue;
+        fs_item_get(it);
+        cand[cand_n++] = it;
+    }
+    f->ra_next = start + scanned;
+    pthread_mutex_unlock(&st->ds.mu);
+    b->items = cand;
+    b->n = 0;
+    b->ids = calloc(cand_n + 1, sizeof *b->ids);
+    b->names = calloc(cand_n + 1, sizeof *b->names);
+    b->ms = calloc(cand_n + 1, sizeof *b->ms);
+    b->status = calloc(cand_n + 1, sizeof *b->status);
+    b->hash = calloc(cand_n + 1, sizeof *b->hash);
+    fs_map_init(&b->idx);
+    for (size_t i = 0; i < cand_n; i++)
+        b->names[i] = strdup(cand[i]->name ? cand[i]->name : "");
+    pthread_mutex_unlock(&st->mu);
+    b->n = cand_n;
+    if (!b->ids || !b->ms || !b->status || !b->hash)
+        return -ENOMEM;
+
+    pthread_mutex_lock(&st->ds.mu);
+    for (size_t i = 0; i < cand_n; i++) {
+        struct fs_doc *d = &cand[i]->doc;
+        char key[32];
+        b->ids[i] = cand[i]->id;
+        b->ms[i] = d->ms;
+        b->status[i] = d->status;
+        d->batching = 1;
+        snprintf(key, sizeof key, "%lld", cand[i]->id);
+        fs_map_put(&b->idx, key, (void *)(uintptr_t)(i + 1));
+    }
+    /* a stat of the middle of this batch asks for the next one */
+    if (cand_n >= FETCH_BATCH / 2)
+        cand[j->start ? cand_n / 2 : cand_n / 4]->doc.ra_mark = 1;
+    pthread_mutex_unlock(&st->ds.mu);
+    return 0;
+}
+
+static void batch_run(struct batch *b)
+{
+    struct fs_state *st = b->st;
+    struct fs_folder *f = b->f;
+    size_t got = 0;
+    int64_t first = 0;
+    enum sa_err e;
+
+    if (!b->n)
+        return;
+    fs_log(st, LOG_DEBUG, "fetching %zu document(s) of folder %s", b->n, f->name);
+    sa_cancel_scope(&st->ds.bg_cancel);
+    e = sa_download_annotations(st->c, f->proj->p.id, f->id, b->ids,
+                                (const char *const *)b->names, b->n, batch_cb, b);
+    sa_last_dates(&first, NULL);
+    sa_cancel_scope(NULL);
+    pthread_mutex_lock(&st->mu);
+    st->own.cache_misses += b->n;
+    pthread_mutex_unlock(&st->mu);
+
+    for (size_t i = 0; i < b->n; i++)
+        got += b->hash[i] != 0;
+    if (!e && got < b->n) {
+        /* one line per missing document, so a user finds the file in the
+         * log; its stats fail for a second without more lines */
+        for (size_t i = 0; i < b->n; i++)
+            if (!b->hash[i])
+                fs_log(st, LOG_ERR, "download %s/%s: the platform's stream returned no "
+                                    "document for this item (%zu of %zu arrived: an answer "
+                                    "cut short); EIO until fetched again", f->name,
+                       b->names[i], got, b->n);
+    }
+    pthread_mutex_lock(&st->ds.mu);
+    for (size_t i = 0; i < b->n; i++) {
+        struct fs_doc *d = &b->items[i]->doc;
+        d->batching = 0;
+        if (b->hash[i]) {
+            /* the whole batch was read after `first`: settled if that is a
+             * second past updatedAt */
+            if (d->cur && d->cur->ms == b->ms[i] && d->cur->status == b->status[i] &&
+                (d->cur->hash | 1) == b->hash[i] && settled_at(first, b->ms[i]))
+                d->cur->settled = 1;
+        } else if (d->has_key && d->ms == b->ms[i] && d->status == b->status[i]) {
+            d->fetch_err = e && e != SA_ERR_CANCELLED ? fs_errno(e) : EIO;
+            d->fetch_err_at = fs_now();
+        }
+    }
+    pthread_cond_broadcast(&st->ds.cv);
+    pthread_mutex_unlock(&st->ds.mu);
+    if (e && e != SA_ERR_CANCELLED)
+        fs_fail(st, "fetch documents", f->name, e);
+}
+
+struct worker_arg { struct fs_state *st; struct fs_folder *f; };
+
+static void *worker(void *arg)
+{
+    struct worker_arg *wa = arg;
+    struct fs_state *st = wa->st;
+    struct fs_folder *f = wa->f;
+
+    free(wa);
+    pthread_mutex_lock(&st->ds.mu);
+    while (f->jobs) {
+        struct fs_fetch_job *j = f->jobs;
+        struct batch b = {.st = st, .f = f};
+        f->jobs = j->next;
+        if (!f->jobs)
+            f->jobs_tail = NULL;
+        pthread_mutex_unlock(&st->ds.mu);
+        if (!st->ds.bg_cancel && batch_collect(&b, j) == 0)
+            batch_run(&b);
+        else if (j->start) {
+            pthread_mutex_lock(&st->ds.mu);
+            j->start->doc.batching = 0;
+            pthread_cond_broadcast(&st->ds.cv);
+            pthread_mutex_unlock(&st->ds.mu);
+        }
+        batch_free(&b);
+        if (j->start)
+            fs_item_put(st, j->start);
+        free(j);
+        pthread_mutex_lock(&st->ds.mu);
+    }
+    f->fetch_running = 0;
+    st->ds.fetchers--;
+    pthread_cond_broadcast(&st->ds.cv);
+    pthread_mutex_unlock(&st->ds.mu);
+    return NULL;
+}
+
+static void enqueue_locked(struct fs_state *st, struct fs_folder *f, struct fs_fetch_job *j)
+{
+    if (f->jobs_tail)
+        f->jobs_tail->next = j;
+    else
+        f->jobs = j;
+    f->jobs_tail = j;
+    if (!f->fetch_running) {
+        struct worker_arg *wa = malloc(sizeof *wa);
+        pthread_attr_t a;
+        pthread_t t;
+        if (!wa)
+            return;
+        wa->st = st;
+        wa->f = f;
+        f->fetch_running = 1;
+        st->ds.fetchers++;
+        pthread_attr_init(&a);
+        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&t, &a, worker, wa)) {
+            f->fetch_running = 0;
+            st->ds.fetchers--;
+            free(wa);
+        }
+        pthread_attr_destroy(&a);
+    }
+}
+
+void fs_fetch_batch_locked(struct fs_state *st, struct fs_item *it)
+{
+    struct fs_fetch_job *j;
+    if (st->ds.bg_cancel)
+        return;
+    j = calloc(1, sizeof *j);
+    if (!j)
+        return;
+    fs_item_get(it);
+    j->start = it;
+    it->doc.batching = 1;
+    enqueue_locked(st, it->folder, j);
+    if (!it->folder->fetch_running) {
+        /* no worker: the caller fetches the item alone */
+        it->doc.batching = 0;
+    }
+}
+
+void fs_fetch_readahead_locked(struct fs_state *st, struct fs_folder *f)
+{
+    struct fs_fetch_job *j;
+    if (st->ds.bg_cancel || f->jobs)
+        return;
+    j = calloc(1, sizeof *j);
+    if (j)
+        enqueue_locked(st, f, j);
+}
+
+void fs_fetch_stop(struct fs_state *st)
+{
+    struct timespec ts;
+    pthread_mutex_lock(&st->ds.mu);
+    st->ds.bg_cancel = 1;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 10;
+    while (st->ds.fetchers)
+        if (pthread_cond_timedwait(&st->ds.cv, &st->ds.mu, &ts)) {
+            fs_log(st, LOG_WARNING, "%d background fetch(es) still running at unmount",
+                   st->ds.fetchers);
+            break;
+        }
+    pthread_mutex_unlock(&st->ds.mu);
+}
