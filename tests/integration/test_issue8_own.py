@@ -10,12 +10,13 @@ import json
 import os
 import shlex
 import threading
+import time
 
 import pytest
 
 from harness import STATUS_XATTR, SUFFIX, read, recovered_bytes, run, sh, write, xget
-from defects import (UPLOAD, V, annotated, clock, close_errno, doc_bytes, freeze_clock,
-                     platform_pretty, recorded, shows, wait_for)
+from defects import (GRACE, UPLOAD, V, annotated, clock, close_errno, doc_bytes, freeze_clock,
+                     platform_pretty, recorded, same_instances, shows, wait_for)
 
 q = shlex.quote
 
@@ -90,7 +91,7 @@ def test_11_editor_survives_own_status_change(mount, emulator, api):
     assert emulator.uploads() == 1, emulator.routes()
     doc = api.document(V, "val", name)
     assert doc["tags"] == ["after-own-status"]
-    assert doc["instances"] == json.loads(base)["instances"]
+    assert same_instances(doc["instances"], json.loads(base)["instances"])
     assert api.status(V, "val", name) == "InProgress"  # the save's status step
     assert xget(p, STATUS_XATTR) == "InProgress"
     assert shows(p) == platform_pretty(api, "val", name)
@@ -115,13 +116,13 @@ def test_11_editor_survives_own_save(mount, emulator, api, tmp_path):
 
 
 def test_11_editor_survives_own_delete_and_recreate(mount, emulator, api, tmp_path):
-    """The editor keeps a descriptor open (r+) while, in a shell, the user
-    removes the file and restores it from a copy (a re-create inside the
-    grace period: the delete is cancelled, unchanged content sends
-    nothing). The editor's next save succeeds and lands.
-    NOTE: the lead's spec also says writes through a descriptor opened before
-    an unlink are never uploaded; this test follows the brief for item 11
-    (its next save succeeds) and the report flags the contradiction."""
+    """The user removes the file in a shell and restores it from a copy (a
+    re-create inside the grace period: the delete is cancelled, unchanged
+    content sends nothing), while an editor has it open. A descriptor opened
+    before the unlink belongs to the removed file: its writes are never
+    uploaded (filesystem.md §2.1) but are kept in the recovery folder. The
+    editor's next save — a new open, as editors save — is not ESTALE: our own
+    delete and re-create moved its base."""
     name = annotated(api, "train")[3]
     m = mount(V)
     p = m.p("train", name + SUFFIX)
@@ -133,15 +134,25 @@ def test_11_editor_survives_own_delete_and_recreate(mount, emulator, api, tmp_pa
         sh("rm %s && cp %s %s" % (q(p), q(str(tmp_path / "copy.json")), q(p)))
         routes = emulator.routes()
         assert emulator.writes(routes) == 0, routes
-        assert save_through(f, edited(base, "editor-after-rm")) == 0
+        old = edited(base, "through-the-removed-file")
+        assert save_through(f, old) == 0
     finally:
         close_errno(f)
+    assert emulator.uploads() == 0, emulator.routes()
+    assert any(old == r for r in recovered_bytes(m.recovery_dir))
+    # the editor saves (a new open of the name)
+    with open(p, "r+b") as g:
+        g.seek(0)
+        g.truncate()
+        g.write(edited(base, "editor-after-rm"))
     routes = emulator.routes()
     assert emulator.deletes(routes) == 0 and emulator.uploads(routes) == 1, routes
     doc = api.document(V, "train", name)
     assert doc["tags"] == ["editor-after-rm"]
-    assert doc["instances"] == json.loads(base)["instances"]
+    assert same_instances(doc["instances"], json.loads(base)["instances"])
     assert shows(p) == platform_pretty(api, "train", name)
+    time.sleep(GRACE)
+    assert emulator.deletes() == 0
 
 
 def test_11_colleague_edit_in_the_second_of_our_own_change_is_estale(mount, emulator, api):

@@ -5,7 +5,7 @@ import os
 import threading
 import time
 
-from harness import SUFFIX, errno_of
+from harness import SUFFIX, errno_of, recovered_bytes
 
 V = "Demo Vector"
 
@@ -55,7 +55,9 @@ def test_failed_unlink_does_not_discard_open_writes(mount, emulator, api):
     # returned 0, nothing was uploaded, nothing went to the recovery folder.
     # Since issue 8 the delete is sent after a grace period (filesystem.md
     # §2 unlink): unlink returns 0, the failed delete is logged and the name
-    # shows again; the handle's writes must still not be dropped.
+    # shows again. The handle belongs to the removed file (§2.1: never
+    # uploaded), but its writes must not be dropped: they are in the
+    # recovery folder, and the platform keeps its annotations.
     docs = api.folder_documents(V, None)
     name = [n for n, raw in docs.items() if json.loads(raw).get("instances")][0]
     m = mount(V, opts={"timeout": "0.05"})
@@ -86,8 +88,10 @@ def test_failed_unlink_does_not_discard_open_writes(mount, emulator, api):
                 f.close()  # an open descriptor would keep the mount busy
             except OSError:
                 pass
-    assert emulator.uploads() == 1, emulator.routes()
-    assert api.document(V, None, name)["tags"] == ["kept"]
+    assert emulator.uploads() == 0, emulator.routes()
+    assert any(data == r for r in recovered_bytes(m.recovery_dir))
+    assert json.loads(api.document_bytes(V, None, name)).get("instances")
+    assert "removed while open" in m.log()
 
 
 def test_long_item_name_xattr_is_whole(mount, emulator):
@@ -149,6 +153,7 @@ def test_stress_folder_renamed_on_platform_while_recovering(mount, api):
             saves += 1
     finally:
         t.join()
-        os.close(fd)
+        # the refused save's error stays until close (filesystem.md §2)
+        assert errno_of(lambda: os.close(fd)) == errno.EINVAL
     assert saves > 10 and renames[0] > 10
     assert len(os.listdir(m.recovery_dir)) == saves

@@ -263,8 +263,9 @@ def test_frames_follow_upload_through_mount(mount, emulator, api, tmp_path):
     emulator.reset_stats()
     run(["cp", str(src), m.p(c + SUFFIX)], timeout=60)
     assert emulator.uploads() == 1, emulator.routes()
-    assert read(m.p(c + SUFFIX)) == new
     plat_raw = plat_bytes(api, VIDEO, None, c)
+    # the file shows the platform's document, not the bytes written
+    assert read(m.p(c + SUFFIX)) == pretty_tokens(plat_raw)
     plat = json.loads(plat_raw)
     check_video_defaults(plat)
     assert plat["metadata"]["name"] == c
@@ -339,8 +340,9 @@ def test_frames_error_is_eio_with_reason(mount, emulator, api):
         assert r.returncode != 0 and "Input/output error" in r.stderr, (name, r.returncode, r.stderr)
         lines = log_lines_with(m, name, *words)
         assert lines, (name, words, m.log()[-3000:])
-        # the document itself still reads as the platform holds it
-        assert read(m.p(name + SUFFIX)) == pretty_tokens(raw)
+        # the document itself still reads as the platform holds it (the
+        # platform fills metadata.status in, api.md §11)
+        assert read(m.p(name + SUFFIX)) == pretty_tokens(plat_bytes(api, VIDEO, None, name))
     # the good clips are not affected
     assert read(m.p("clip_01.mp4" + FRAMES)) == ref_frames(plat_bytes(api, VIDEO, None, "clip_01.mp4"))
 
