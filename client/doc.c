@@ -1116,6 +1116,21 @@ enum sa_err sa_doc_prepare(const char *buf, size_t len, const char *name, const 
         goto out;
     }
     rc = ed_apply(&x.ed, buf, len, out, outlen);
+    if (rc == SA_OK) {
+        /* no whitespace around the document: the SDK's stream parser reads
+         * the delimiter right after the object (api.md §9.2), and a server
+         * that stores the bytes as sent would serve it so */
+        char *o = *out;
+        size_t n = strlen(o), a = 0;
+        while (n && strchr(" \t\r\n", o[n - 1]))
+            n--;
+        while (a < n && strchr(" \t\r\n", o[a]))
+            a++;
+        memmove(o, o + a, n - a);
+        o[n - a] = 0;
+        if (outlen)
+            *outlen = n - a;
+    }
 out:
     if (rc == SA_ERR_NOMEM && why && whylen)
         snprintf(why, whylen, "out of memory");

@@ -48,7 +48,8 @@ enum sa_err sa_doc_pretty(const char *buf, size_t len, char **out, size_t *outle
  *    it has none, and, for image types (1 Vector, 2 Pixel, 5 Tiled),
  *    "probability": 100 if it has none.
  * Everything else is kept byte for byte (the output is compact where it was
- * spliced and verbatim elsewhere; the caller need not pretty-print it). */
+ * spliced and verbatim elsewhere; the caller need not pretty-print it),
+ * except whitespace before and after the document, which is dropped. */
 enum sa_err sa_doc_prepare(const char *buf, size_t len, const char *name, const char *email,
                            int64_t ts_ms, int project_type, char **out, size_t *outlen,
                            char *why, size_t whylen);
