@@ -36,6 +36,19 @@ static int folder_name(struct fs_state *st, const char *shown, const char *path,
     name = fs_unescape_name(shown);
     if (!name)
         return -ENOMEM;
+    {
+        /* a name that would show differently (a lone ‛): the program could
+         * not find what it created under the name it typed */
+        char *back = fs_dir_name(name);
+        int same = back && !strcmp(back, shown);
+        free(back);
+        if (!same) {
+            free(name);
+            return fs_refuse(st, "mkdir", path, EINVAL,
+                             "this name would show differently: a ‛ is written ‛‛ "
+                             "(filesystem.md §1)");
+        }
+    }
     if (strpbrk(name, "/\\:*?\"<>|") || strstr(name, "\xe2\x80\x9c") || !*name ||
         !strcmp(name, ".") || !strcmp(name, "..")) {
         fs_log(st, LOG_ERR, "%s: the platform would rewrite this folder name "

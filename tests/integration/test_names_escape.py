@@ -104,17 +104,17 @@ def test_folder_names_escape_too(mount, emulator, api):
 
 
 
-def test_mkdir_with_a_lone_quote_creates_that_name(mount, emulator, api):
-    """A `‛` that starts no escape stands for itself (fs/path.c): `mkdir
-    "a‛b"` creates the platform folder `a‛b`, which lists as `a‛‛b`. (The
-    mkdir(2) call itself reports ENOENT today: the kernel's lookup of the
-    typed name after the create finds nothing; see docs/fs-choices.md.)"""
+def test_mkdir_with_a_lone_quote_is_einval(mount, emulator, api):
+    """A `‛` that starts no escape would show differently (`a‛b` lists as
+    `a‛‛b`): the program could not find what it created under the name it
+    typed, so mkdir and a folder rename to such a name are EINVAL, with a
+    log line, and create nothing; `mkdir "a‛‛b"` creates the folder `a‛b`."""
     m = mount(V)
     before = {f["name"] for f in api.folders(V)}
-    try:
-        os.mkdir(m.p("a" + RQ + "b"))
-    except FileNotFoundError:
-        pass
+    assert errno_of(lambda: os.mkdir(m.p("a" + RQ + "b"))) == errno.EINVAL
+    assert "would show differently" in m.log()
+    assert {f["name"] for f in api.folders(V)} == before
+    os.mkdir(m.p("a" + RQ * 2 + "b"))
     assert {f["name"] for f in api.folders(V)} - before == {"a" + RQ + "b"}
     shown = os.listdir(m.path)
     assert "a" + RQ * 2 + "b" in shown and "a" + RQ + "b" not in shown, shown
