@@ -41,7 +41,7 @@ static const char *const known[] = {
     "url=", "item_url=", "assets_url=", "wm_url=", "token_file=", "cafile=",
     "insecure", "keep_status", "suffix=", "cache_timeout=", "timeout=",
     "max_doc=", "fps=", "list_frames", "recovery_dir=", "cache_dir=",
-    "max_threads=", "uid=", "gid=", "umask=", "ro", "allow_other", "loglevel=",
+    "max_threads=", "uid=", "gid=", "umask=", "ro", "allow_other", "loglevel=", "log_file=",
     "debug", "fsname=", "subtype=",
     "attr_timeout=", "entry_timeout=", "negative_timeout=", "ac_attr_timeout=",
     "remember=", "noforget", "kernel_cache", "auto_cache", "noauto_cache",
