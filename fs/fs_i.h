@@ -112,6 +112,8 @@ struct fs_doc {
     struct timespec mtime;
     int64_t mtime_ms;
     int mtime_status;
+    int has_pending_mtime;  /**< set by utimens while a writer had unsaved bytes ... */
+    struct timespec pending_mtime; /**< ... and carried by that writer's save */
     int k_valid;            /**< the kernel may hold attributes with size k_size */
     size_t k_size;
     double k_at;
@@ -441,6 +443,9 @@ int fs_doc_kernel_stale(struct fs_state *st, struct fs_item *it, size_t size);
 /** The mtime to show for the current key (program-set, else updatedAt). */
 void fs_doc_mtime(struct fs_state *st, struct fs_item *it, struct timespec *ts);
 void fs_doc_set_mtime(struct fs_state *st, struct fs_item *it, const struct timespec *ts);
+/** The mtime a program set (utimens by path, e.g. tar's futimens) while a
+ * writer had unsaved bytes: the save carries it. 1 and *ts if there is one. */
+int fs_doc_take_pending_mtime(struct fs_state *st, struct fs_item *it, struct timespec *ts);
 /** Follow own-change successors from @p v (ds.mu held): the last one. */
 struct fs_ver *fs_ver_last_locked(struct fs_ver *v);
 uint64_t fs_hash(const char *p, size_t n);

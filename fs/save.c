@@ -164,6 +164,15 @@ static int set_status_req(struct fs_state *st, struct fs_item *it, const char *s
     return 0;
 }
 
+/* Is @p status the item's status already? (its key was just learned) */
+static int status_is(struct fs_state *st, struct fs_item *it, const char *status)
+{
+    int64_t ms;
+    int cur;
+    int v = fs_status_value(st, it->folder->proj, status);
+    return v >= 0 && fs_doc_key(st, it, &ms, &cur) == 0 && cur == v;
+}
+
 static char *take_pending(struct fs_state *st, struct fs_item *it, const char *given)
 {
     char *p;
@@ -205,6 +214,8 @@ int fs_save_doc(struct fs_state *st, struct fs_item *it, const char *data, size_
     struct fs_project *p = f->proj;
     struct fs_doc *d = &it->doc;
     struct fs_ver *base = NULL, *cur = NULL, *nv = NULL;
+    struct timespec pmt;
+    const struct timespec *mtime;
     char why[256], *prep = NULL, *pend = NULL, *fname, *iname;
     size_t preplen = 0;
     int64_t ms, write_date = 0;
@@ -223,6 +234,7 @@ int fs_save_doc(struct fs_state *st, struct fs_item *it, const char *data, size_
     pthread_mutex_lock(&it->save_mu);
     if (o->h)
         fs_doc_open_len(st, o->h, len, 0);
+    mtime = fs_doc_take_pending_mtime(st, it, &pmt) && !o->mtime ? &pmt : o->mtime;
     pthread_mutex_lock(&st->ds.mu);
     deleted = !o->scratch && o->seq < d->deleted_seq;
     stale = o->seq < d->estale_seq;
@@ -283,6 +295,11 @@ int fs_save_doc(struct fs_state *st, struct fs_item *it, const char *data, size_
     eq = sa_doc_equal(data, len, cur->data, cur->len, p->p.type);
     if (eq == 1) {
         pend = take_pending(st, it, o->status);
+        if (pend && status_is(st, it, pend)) {
+            /* rsync -aX / cp -a of an unchanged file: nothing to send */
+            free(pend);
+            pend = NULL;
+        }
         if (pend) {
             r = set_status_req(st, it, pend, o->path, &write_date);
             if (!r) {
@@ -295,8 +312,8 @@ int fs_save_doc(struct fs_state *st, struct fs_item *it, const char *data, size_
             nv->refs++;
             fs_doc_serve(st, it, cur);
         }
-        if (o->mtime)
-            fs_doc_set_mtime(st, it, o->mtime);
+        if (mtime)
+            fs_doc_set_mtime(st, it, mtime);
         pthread_mutex_lock(&st->mu);
         st->own.uploads_skipped++;
         pthread_mutex_unlock(&st->mu);
@@ -333,17 +350,17 @@ int fs_save_doc(struct fs_state *st, struct fs_item *it, const char *data, size_
     pthread_mutex_lock(&st->mu);
     st->own.uploads++;
     pthread_mutex_unlock(&st->mu);
-    if (pend) {
+    /* the upload kept the status: a pending one that equals it costs nothing */
+    if (pend && !status_is(st, it, pend))
         r = set_status_req(st, it, pend, o->path, &write_date);
-        free(pend);
-        pend = NULL;
-    }
+    free(pend);
+    pend = NULL;
     {
         struct fs_ver *from[2] = {cur, base};
         nv = after_own_change(st, it, from, 2, prep, preplen, write_date);
     }
-    if (o->mtime && nv && nv->data)
-        fs_doc_set_mtime(st, it, o->mtime);
+    if (mtime && nv && nv->data)
+        fs_doc_set_mtime(st, it, mtime);
     fs_log(st, LOG_INFO, "%s: uploaded (%zu bytes)", o->path, len);
     goto out;
 
@@ -420,6 +437,13 @@ int fs_status_set_item(struct fs_state *st, struct fs_item *it, const char *stat
         pthread_mutex_unlock(&st->ds.mu);
         pthread_mutex_unlock(&it->save_mu);
         fs_log(st, LOG_INFO, "%s: status %s will be set after the upload", path, status);
+        return 0;
+    }
+    /* cp -a / rsync -aX set the status a file already has: the item's
+     * current status (one read) decides, and nothing is written */
+    if (fs_item_refetch(st, it) == SA_OK && status_is(st, it, status)) {
+        pthread_mutex_unlock(&it->save_mu);
+        fs_log(st, LOG_DEBUG, "%s: status is %s already, nothing sent", path, status);
         return 0;
     }
     from = fs_doc_cur_ref(st, it, 1);

@@ -594,7 +594,27 @@ void fs_doc_set_mtime(struct fs_state *st, struct fs_item *it, const struct time
     d->mtime = *ts;
     d->mtime_ms = d->ms;
     d->mtime_status = d->status;
+    /* FUSE's setattr of futimens(2) carries no file handle: a time set
+     * while a writer has unsaved bytes belongs to its coming save */
+    for (const struct fs_handle *h = d->open; h; h = h->onext)
+        if (h->odirty) {
+            d->has_pending_mtime = 1;
+            d->pending_mtime = *ts;
+            break;
+        }
     pthread_mutex_unlock(&st->ds.mu);
+}
+
+int fs_doc_take_pending_mtime(struct fs_state *st, struct fs_item *it, struct timespec *ts)
+{
+    int has;
+    pthread_mutex_lock(&st->ds.mu);
+    has = it->doc.has_pending_mtime;
+    if (has)
+        *ts = it->doc.pending_mtime;
+    it->doc.has_pending_mtime = 0;
+    pthread_mutex_unlock(&st->ds.mu);
+    return has;
 }
 
 /* ------------------------------------------------------- own changes */
