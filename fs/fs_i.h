@@ -237,6 +237,18 @@ struct fs_handle {
 /* --------------------------------------------------------------- store */
 struct fs_fetch_job;
 
+/** A tier below the store's memory (the on-disk cache of issue 11 plugs in
+ * here). Called without any lock. get: 0 and new bytes (pretty, as served)
+ * for exactly that key, with whether they are settled; -ENOENT if absent.
+ * put: bytes the store just fetched or computed, for that key. */
+struct fs_tier {
+    int (*get)(void *ud, long long item_id, int64_t ms, int status, char **data, size_t *len,
+               int *settled);
+    void (*put)(void *ud, long long item_id, int64_t ms, int status, const char *data,
+                size_t len, int settled);
+    void *ud;
+};
+
 struct fs_store {
     pthread_mutex_t mu;
     pthread_cond_t cv;          /**< any version, fetch or tomb change */
@@ -251,6 +263,7 @@ struct fs_store {
     /* background fetch workers (fetch.c) */
     int fetchers;
     volatile int bg_cancel;     /**< unmount: background fetches stop */
+    const struct fs_tier *tier; /**< below memory, or NULL (set before mounting) */
 };
 
 /* ---------------------------------------------------------------- state */

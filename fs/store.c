@@ -18,9 +18,11 @@
  * after this mount's own change) are trusted for max(cache_timeout, 1 s)
  * and then fetched again; saves based on them compare content.
  *
- * Seams for the next tiers: fs_doc_fill_locked is the one entry point for
- * bytes (a disk tier fills from there, write-back's journal installs its
- * dirty versions there), fs_doc_get the one read path.
+ * Seams for the next tiers: fs_doc_get is the one read path, and asks the
+ * tier below memory (struct fs_tier: the on-disk cache) before the network;
+ * fs_doc_fill_locked is the one entry point for bytes; fs_doc_own_change
+ * installs locally computed versions (write-back's journaled saves will be
+ * such versions, shown by stat and read before they land).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -389,7 +391,14 @@ int fs_doc_get(struct fs_state *st, struct fs_item *it, int fresh, int mark_serv
         pthread_mutex_lock(&st->mu);
         st->own.cache_misses++;
         pthread_mutex_unlock(&st->mu);
-        r = fs_fetch_one(st, it, ms, status, &data, &len, &settled);
+        r = -ENOENT;
+        if (st->ds.tier && !fresh)
+            r = st->ds.tier->get(st->ds.tier->ud, it->id, ms, status, &data, &len, &settled);
+        if (r) {
+            r = fs_fetch_one(st, it, ms, status, &data, &len, &settled);
+            if (!r && st->ds.tier)
+                st->ds.tier->put(st->ds.tier->ud, it->id, ms, status, data, len, settled);
+        }
 
         pthread_mutex_lock(&st->ds.mu);
         d->fetching = 0;
