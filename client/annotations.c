@@ -138,6 +138,14 @@ static int dl_deliver(struct dl *d, long known_idx, const char *json, size_t len
         }
         if (mid)
             idx = find_id(d, mid);
+        /* a document copied from another item keeps that item's id (the
+         * uploader's metadata.id), while its name is the item's: when the
+         * two disagree among the requested items, the name wins */
+        if (idx >= 0 && mname && d->names && d->names[idx] && strcmp(d->names[idx], mname)) {
+            long by_name = find_name(d, mname);
+            if (by_name >= 0)
+                idx = by_name;
+        }
         if (idx < 0)
             idx = find_name(d, mname);
         if (idx < 0)

@@ -822,6 +822,7 @@ static double jitter01(void)
 static const char *const svc_name[SA_SVC__COUNT] = {"", "item:", "wm:", "v4:", "v3.01:"};
 
 #define SA_MAX_RETRIES 6
+#define SA_MAX_CONNECT_RETRIES 4
 
 /* One transfer on @p k, driven here rather than by curl_easy_perform (whose
  * internal wait is up to 1 s): the multi is polled every SA_POLL_MS and the
@@ -1131,7 +1132,11 @@ enum sa_err sa_http(struct sa_client *c, const struct sa_req *rq, struct sa_resp
         if (acted)
             resp->unsure = 1;
         int ask = acted && rq->landed;
-        if (!retry || attempt >= SA_MAX_RETRIES) {
+        /* nothing listens there (refused at once): a few quick tries cover a
+         * server restarting; more would make a mount against a wrong URL
+         * wait ~20 s before saying so */
+        int max = cc == CURLE_COULDNT_CONNECT ? SA_MAX_CONNECT_RETRIES : SA_MAX_RETRIES;
+        if (!retry || attempt >= max) {
             if (retry)
                 sa_logf(c, LOG_DEBUG, "%s: giving up after %d attempts", sa_last_error(),
                         attempt + 1);
