@@ -293,10 +293,20 @@ class Mount:
         """Clean unmount: fusermount3 -u must exit 0 and the daemon within 30 s."""
         if not self.mounted:
             return
-        r = subprocess.run(["fusermount3", "-u", self.path], capture_output=True, text=True, timeout=60)
+        # a program the test just ended may not have released its cwd or
+        # descriptors yet (a pty's editor): busy is retried for a few seconds
+        deadline = time.monotonic() + 5
+        while True:
+            r = subprocess.run(["fusermount3", "-u", self.path], capture_output=True, text=True,
+                               timeout=60)
+            if r.returncode == 0 or "busy" not in r.stderr or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         if r.returncode != 0:
+            holders = self.holders()
             self.cleanup()
-            pytest.fail("fusermount3 -u failed (%d): %s" % (r.returncode, r.stderr))
+            pytest.fail("fusermount3 -u failed (%d): %s; holding the mount: %r"
+                        % (r.returncode, r.stderr, holders))
         try:
             self.proc.wait(30)
         except subprocess.TimeoutExpired:
@@ -304,6 +314,22 @@ class Mount:
             pytest.fail("safs did not exit within 30 s of unmount\n--- safs log ---\n" + self.log())
         self.mounted = False
         self._log.close()
+
+    def holders(self):
+        """Processes whose cwd or open files are under the mount."""
+        out = []
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                paths = [os.readlink("/proc/%s/cwd" % d)]
+                paths += [os.readlink("/proc/%s/fd/%s" % (d, f)) for f in os.listdir("/proc/%s/fd" % d)]
+                if any(x == self.path or x.startswith(self.path + "/") for x in paths):
+                    with open("/proc/%s/cmdline" % d, "rb") as f:
+                        out.append((int(d), f.read().replace(b"\0", b" ").decode(errors="replace")))
+            except OSError:
+                continue
+        return out
 
     def cleanup(self):
         """Forceful: lazy unmount, terminate, kill."""
