@@ -368,6 +368,8 @@ char *fs_item_path(struct fs_state *st, struct fs_item *it);
 
 /* --------------------------------------------------------------- tree */
 double fs_now(void);
+/** A new generation (handles, scratch files, unlinks, conflicts); takes st->mu. */
+uint64_t fs_next_seq(struct fs_state *st);
 int fs_tree_init(struct fs_state *st, char *err, size_t errlen);
 void fs_tree_free(struct fs_state *st);
 int fs_projects_refresh(struct fs_state *st, int force);

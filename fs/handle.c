@@ -216,15 +216,6 @@ static int is_write(int flags)
     return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
 }
 
-static uint64_t next_seq(struct fs_state *st)
-{
-    uint64_t s;
-    pthread_mutex_lock(&st->mu);
-    s = ++st->seq;
-    pthread_mutex_unlock(&st->mu);
-    return s;
-}
-
 static struct fs_handle *handle_new(struct fs_state *st, enum fs_hkind kind, const char *path)
 {
     struct fs_handle *h = calloc(1, sizeof *h);
@@ -722,7 +713,7 @@ int fs_truncate_item(struct fs_state *st, struct fs_item *it, const char *path, 
     }
     memcpy(nd, v->data, v->len < (size_t)size ? v->len : (size_t)size);
     {
-        struct fs_save o = {.path = path, .base = v, .seq = next_seq(st)};
+        struct fs_save o = {.path = path, .base = v, .seq = fs_next_seq(st)};
         r = fs_save_doc(st, it, nd, (size_t)size, &o);
     }
     free(nd);

@@ -76,15 +76,6 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static uint64_t next_seq(struct fs_state *st)
-{
-    uint64_t s;
-    pthread_mutex_lock(&st->mu);
-    s = ++st->seq;
-    pthread_mutex_unlock(&st->mu);
-    return s;
-}
-
 /* What the platform serves for document @p doc with status value @p status:
  * metadata.status filled in, pretty-printed (new bytes). */
 static int served_form(struct fs_state *st, struct fs_project *p, const char *doc, size_t len,
@@ -369,7 +360,7 @@ conflict:
         /* writers older than now keep failing (the kernel retries a rename
          * once); a new open or scratch file is a deliberate overwrite, based
          * on what the platform holds now */
-        uint64_t s = next_seq(st);
+        uint64_t s = fs_next_seq(st);
         pthread_mutex_lock(&st->ds.mu);
         d->estale_seq = s;
         pthread_mutex_unlock(&st->ds.mu);

@@ -129,6 +129,15 @@ void fs_map_each(const struct fs_map *m, void (*fn)(void *ud, const char *k, voi
 
 /* --------------------------------------------------------------- tree */
 
+uint64_t fs_next_seq(struct fs_state *st)
+{
+    uint64_t s;
+    pthread_mutex_lock(&st->mu);
+    s = ++st->seq;
+    pthread_mutex_unlock(&st->mu);
+    return s;
+}
+
 double fs_now(void)
 {
     struct timespec ts;

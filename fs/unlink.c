@@ -38,22 +38,13 @@
 
 #define FS_DELETE_GRACE 1.0
 
-static uint64_t next_seq(struct fs_state *st)
-{
-    uint64_t s;
-    pthread_mutex_lock(&st->mu);
-    s = ++st->seq;
-    pthread_mutex_unlock(&st->mu);
-    return s;
-}
-
 int fs_unlink_item(struct fs_state *st, struct fs_item *it, const char *path)
 {
     struct fs_doc *d = &it->doc;
     uint64_t seq;
 
     pthread_mutex_lock(&it->save_mu);
-    seq = next_seq(st);
+    seq = fs_next_seq(st);
     pthread_mutex_lock(&st->ds.mu);
     if (d->tomb != FS_TOMB_NONE) {
         pthread_mutex_unlock(&st->ds.mu);
