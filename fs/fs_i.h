@@ -13,7 +13,8 @@
  *   5. st->mu                the tree: projects, folders, items, names, maps
  *   6. st->ds.mu             the document store: versions, keys, sizes, open
  *                            handles, unlink state, what the kernel was given
- *   7. leaf locks            inv_mu (kernel invalidation queue), the
+ *   7. leaf locks            inv_mu (kernel invalidation queue), kern_lk
+ *                            (shared around one notification), the
  *                            deleter's and fetchers' queues (ds.mu guards them)
  * Kernel notifications (fs_kernel_inval_*) are sent with none of these held.
  */
@@ -313,6 +314,9 @@ struct fs_state {
     size_t inv_n, inv_cap;
     int inv_stop, inv_started;
     pthread_t inv_thread;
+    /* held shared around each fuse_invalidate_path, exclusively to clear
+     * st->fuse when the loop ends (fs_kernel_detach) */
+    pthread_rwlock_t kern_lk;
 };
 
 struct fs_state *fs_st(void);
@@ -626,6 +630,11 @@ void fs_kernel_inval_item(struct fs_state *st, struct fs_item *it);
 void fs_kernel_inval_later(struct fs_state *st, const char *path);
 void fs_kernel_start(struct fs_state *st);
 void fs_kernel_stop(struct fs_state *st);
+/** The FUSE loop has ended: no notification is sent from now on. libfuse
+ * frees its node tables in fuse_destroy before it calls our destroy, where
+ * the deleter still sends pending deletes: a notification then would read
+ * freed memory. Waits for a notification in progress. */
+void fs_kernel_detach(struct fs_state *st);
 
 /* ----------------------------------------------------------------- ops */
 extern const struct fuse_operations fs_ops;

@@ -20,8 +20,21 @@
 
 void fs_kernel_inval_path(struct fs_state *st, const char *path)
 {
-    if (st->fuse && path)
+    if (!path)
+        return;
+    pthread_rwlock_rdlock(&st->kern_lk);
+    if (st->fuse)
         fuse_invalidate_path(st->fuse, path); /* -ENOENT: the kernel has no such node */
+    pthread_rwlock_unlock(&st->kern_lk);
+}
+
+void fs_kernel_detach(struct fs_state *st)
+{
+    if (!st)
+        return;
+    pthread_rwlock_wrlock(&st->kern_lk);
+    st->fuse = NULL;
+    pthread_rwlock_unlock(&st->kern_lk);
 }
 
 void fs_kernel_inval_item(struct fs_state *st, struct fs_item *it)

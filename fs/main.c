@@ -33,6 +33,7 @@ static void state_free(struct fs_state *st)
     pthread_mutex_destroy(&st->plist_mu);
     pthread_mutex_destroy(&st->inv_mu);
     pthread_cond_destroy(&st->inv_cv);
+    pthread_rwlock_destroy(&st->kern_lk);
     fs_store_free(st);
     free(st);
 }
@@ -107,6 +108,7 @@ int main(int argc, char **argv)
     pthread_mutex_init(&st->plist_mu, NULL);
     pthread_mutex_init(&st->inv_mu, NULL);
     pthread_cond_init(&st->inv_cv, NULL);
+    pthread_rwlock_init(&st->kern_lk, NULL);
     {
         struct sa_config sc = {
             .token = cfg.token,
@@ -169,10 +171,12 @@ int main(int argc, char **argv)
     fuse_loop_cfg_set_max_threads(lc, cfg.max_threads > 0 ? (unsigned)cfg.max_threads : 64);
     fuse_loop_cfg_set_clone_fd(lc, 0);
     ret = fuse_loop_mt(fuse, lc) ? 1 : 0;
+    fs_kernel_detach(st);
     fs_log(st, LOG_INFO, "unmounting %s", cfg.mountpoint);
 out_sig:
     fuse_remove_signal_handlers(fuse_get_session(fuse));
 out:
+    fs_kernel_detach(st);
     if (lc)
         fuse_loop_cfg_destroy(lc);
     if (fuse) {

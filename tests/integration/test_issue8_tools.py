@@ -14,7 +14,7 @@ import time
 import pytest
 
 from harness import SUFFIX, pretty_tokens, read, run
-from defects import GRACE, V, LogMark, shows
+from defects import GRACE, V, LogMark, annotated, shows
 
 CLASSES = "classes.json"
 
@@ -141,3 +141,34 @@ def test_15_platform_folder_named_classes_takes_precedence(mount, emulator, api)
     assert data == pretty_tokens(api.document_bytes(V, "classes", "c1.jpg"))
     assert json.loads(data)["metadata"]["name"] == "c1.jpg"
     assert json.loads(read(m.p("classes", "c1.jpg.json")))["instances"] == []
+
+
+# ---------------------------------------------------------------------------
+# deletes still pending at unmount
+
+def test_4_rm_many_then_unmount_at_once_sends_every_delete(mount, emulator, api):
+    """rm of files the kernel knows (default TTLs, after ls -l), then an
+    unmount inside the grace period: the deletes are sent at unmount, and the
+    daemon exits cleanly. The kernel notifications that followed those
+    deletes once ran after libfuse had freed its node tables (a SEGV in
+    fuse_invalidate_path, seen in CI under ASan)."""
+    m = mount(V, opts={"attr_timeout": None, "entry_timeout": None, "negative_timeout": None})
+    names = annotated(api, "train")
+    assert len(names) >= 10, names
+    run(["ls", "-l", m.p("train")], timeout=60)
+    emulator.reset_stats()
+    r = run(["rm"] + [m.p("train", n + SUFFIX) for n in names], check=False, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert emulator.deletes() == 0, emulator.routes()  # still inside the grace period
+    m.unmount()  # fails the test on a sanitizer report or a daemon that does not exit
+    log = m.log()
+    assert "AddressSanitizer" not in log and "runtime error" not in log, log
+    for n in names:
+        doc = api.document(V, "train", n)
+        assert doc["instances"] == [], (n, doc)
+    # a fresh mount shows the items (they still exist) with empty documents
+    m2 = mount(V)
+    for n in names[:3]:
+        data = read(m2.p("train", n + SUFFIX))
+        assert json.loads(data)["instances"] == [], (n, data[:200])
+        assert os.stat(m2.p("train", n + SUFFIX)).st_size == len(data)
