@@ -433,6 +433,7 @@ static enum sa_err download_batch(struct dl *d, const struct batch *b)
     else
         snprintf(q, sizeof q, "project_id=%lld&limit=%zu", d->project_id, b->n);
     sa_stream_init(&s.st, on_object, &s);
+    s.st.max = c->max_body;
 
     /* an invalid first object: the batch is tried again (3 attempts) */
     for (int attempt = 0; attempt < 3; attempt++) {

@@ -112,7 +112,21 @@ static __thread struct {
     struct sa_dates own;
     struct sa_dates *inherited;
     int depth, fresh;
+    double deadline; /* the operation's (sa_now() seconds), 0 = none */
 } tl_scope;
+
+void sa_op_deadline(double seconds)
+{
+    tl_scope.deadline = seconds > 0 ? sa_now() + seconds : 0;
+}
+
+double sa_op_remaining(void)
+{
+    if (tl_scope.deadline <= 0)
+        return -1;
+    double left = tl_scope.deadline - sa_now();
+    return left > 0 ? left : 0;
+}
 
 int sa_call_enter(void)
 {
@@ -170,6 +184,7 @@ void sa_scope_get(struct sa_scope *out)
 {
     out->cancel = tl_scope.cancel;
     out->dates = dates_rec();
+    out->deadline = tl_scope.deadline;
 }
 
 void sa_scope_adopt(const struct sa_scope *s)
@@ -177,6 +192,7 @@ void sa_scope_adopt(const struct sa_scope *s)
     tl_scope.cancel = s->cancel;
     tl_scope.inherited = s->dates;
     tl_scope.fresh = 0;
+    tl_scope.deadline = s->deadline;
 }
 
 int sa_cancelled(void)
@@ -253,7 +269,11 @@ int sa_utf8_ok(const char *str)
 
 double sa_call_deadline(const struct sa_client *c)
 {
-    return sa_now() + SA_CALL_S * c->scale;
+    double d = sa_now() + SA_CALL_S * c->scale;
+    /* one user operation has one deadline, whatever number of calls it makes */
+    if (tl_scope.deadline > 0 && tl_scope.deadline < d)
+        d = tl_scope.deadline;
+    return d;
 }
 
 double sa_large_deadline(const struct sa_client *c)
@@ -510,6 +530,7 @@ struct sa_client *sa_client_new(const struct sa_config *cfg, char *err, size_t e
     c->log = cfg->log;
     c->log_ud = cfg->log_ud;
     c->max_handles = cfg->max_connections > 0 ? (size_t)cfg->max_connections : 16;
+    c->max_body = cfg->max_body > 0 ? cfg->max_body : SA_MAX_BODY_DEFAULT;
     if (cfg->cafile && !(c->cafile = strdup(cfg->cafile)))
         goto oom;
 
@@ -778,7 +799,8 @@ struct xfer {
     CURL *h;
     const struct sa_sink *sink;
     struct sa_buf body;
-    int sink_err;
+    size_t max;                 /* cap of a buffered body */
+    int sink_err, too_big;
 };
 
 static size_t on_write(char *p, size_t sz, size_t nm, void *ud)
@@ -797,6 +819,11 @@ static size_t on_write(char *p, size_t sz, size_t nm, void *ud)
         }
         if (x->body.len > 65536)
             return n; /* an error body: keep only its start */
+    }
+    if (x->body.len + n > x->max) {
+        /* a server-sized allocation: never more than the cap */
+        x->too_big = 1;
+        return 0;
     }
     sa_buf_add(&x->body, p, n);
     return x->body.oom ? 0 : n;
@@ -983,7 +1010,7 @@ enum sa_err sa_http(struct sa_client *c, const struct sa_req *rq, struct sa_resp
 
     for (int attempt = 0;; attempt++) {
         double remaining = deadline - sa_now();
-        struct xfer x = {.sink = rq->sink};
+        struct xfer x = {.sink = rq->sink, .max = c->max_body};
         curl_mime *mime = NULL;
         int retry = 0, cancelled = 0;
         long status = 0, reqsize = 0;
@@ -1116,6 +1143,11 @@ enum sa_err sa_http(struct sa_client *c, const struct sa_req *rq, struct sa_resp
             retry = 0;
             sa_set_error("%s %s%s: response rejected by its reader", rq->method,
                          svc_name[rq->svc], path);
+        } else if (x.too_big) {
+            err = SA_ERR_PROTO;
+            retry = 0;
+            sa_set_error("%s %s%s: response body over %zu bytes (HTTP %ld): refused, nothing "
+                         "of it is used", rq->method, svc_name[rq->svc], path, x.max, status);
         } else {
             err = map_curl(cc, &retry);
             if (x.body.oom)

@@ -39,6 +39,7 @@ struct sa_client {
     char *cafile;
     int insecure;
     double scale;
+    size_t max_body;            /* cap of any buffered response body and of one stream object */
     sa_log_fn log;
     void *log_ud;
 
@@ -63,6 +64,9 @@ struct sa_client {
 #define SA_STALL_S 30.0
 #define SA_CALL_S 60.0
 #define SA_LARGE_S 600.0
+/* Default cap of a response body or one stream object: the daemon's default
+ * max_doc (256 MiB) plus 16 MiB of headroom. */
+#define SA_MAX_BODY_DEFAULT ((size_t)272 << 20)
 /* How often a waiting transfer, a backoff sleep or a poll nap looks at the
  * calling thread's cancel flag (ms). */
 #define SA_POLL_MS 50
@@ -158,6 +162,7 @@ struct sa_dates {
 struct sa_scope {
     const volatile int *cancel;
     struct sa_dates *dates;
+    double deadline;            /* the operation's, 0 = none */
 };
 /* In the calling thread, before starting workers (also starts the call's
  * date record if no request has done it yet). */
@@ -173,6 +178,7 @@ enum sa_err sa_nap(double s, const char *what);
 /* 1 if the NUL-terminated @p s is valid UTF-8 (jansson's rules: no overlong
  * forms, no surrogates, nothing above U+10FFFF). */
 int sa_utf8_ok(const char *s);
+/* now + 60 s × scale, or the thread's operation deadline if earlier */
 double sa_call_deadline(const struct sa_client *c);
 double sa_large_deadline(const struct sa_client *c);
 

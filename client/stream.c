@@ -23,12 +23,13 @@ void sa_stream_reset(struct sa_stream *s)
     sa_stream_obj_fn fn = s->fn;
     void *ud = s->ud;
     char *buf = s->buf;
-    size_t cap = s->cap;
+    size_t cap = s->cap, max = s->max;
     memset(s, 0, sizeof *s);
     s->fn = fn;
     s->ud = ud;
     s->buf = buf;
     s->cap = cap;
+    s->max = max;
 }
 
 void sa_stream_free(struct sa_stream *s)
@@ -47,6 +48,8 @@ static int fail(struct sa_stream *s, const char *why)
 
 static int push(struct sa_stream *s, const char *p, size_t n)
 {
+    if (s->max && s->len + n > s->max)
+        return 1;
     if (s->len + n + 1 > s->cap) {
         size_t cap = s->cap ? s->cap : 4096;
         while (cap < s->len + n + 1)
@@ -73,11 +76,24 @@ static void check_key(struct sa_stream *s)
         s->has_err = 1;
 }
 
+/* push's failure: 1 = over s->max, -1 = out of memory */
+static int too_big(struct sa_stream *s, int r)
+{
+    if (r < 0)
+        return fail(s, "out of memory");
+    s->failed = 1;
+    s->too_big = 1;
+    snprintf(s->why, sizeof s->why, "one object is over %zu bytes (after %zu objects)", s->max,
+             s->objects);
+    return -1;
+}
+
 int sa_stream_feed(struct sa_stream *s, const char *p, size_t n)
 {
     if (s->failed)
         return -1;
     size_t i = 0;
+    int r;
     while (i < n) {
         if (s->depth == 0) {
             /* between objects: a delimiter, whitespace, or the next '{' */
@@ -134,8 +150,8 @@ int sa_stream_feed(struct sa_stream *s, const char *p, size_t n)
             case ':':
                 if (s->depth == 1 && s->key_pending) {
                     /* make the bytes so far visible in buf, then look */
-                    if (push(s, p + start, i - start))
-                        return fail(s, "out of memory");
+                    if ((r = push(s, p + start, i - start)))
+                        return too_big(s, r);
                     start = i;
                     check_key(s);
                     s->key_pending = 0;
@@ -159,8 +175,8 @@ int sa_stream_feed(struct sa_stream *s, const char *p, size_t n)
                 break;
             }
         }
-        if (push(s, p + start, i - start))
-            return fail(s, "out of memory");
+        if ((r = push(s, p + start, i - start)))
+            return too_big(s, r);
         if (done) {
             s->objects++;
             if (s->buf[s->len - 1] != '}')

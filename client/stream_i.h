@@ -26,7 +26,11 @@ struct sa_stream {
     size_t delim;         /* bytes of the delimiter matched so far */
     size_t objects;       /* complete objects so far */
     int failed;
+    int too_big;          /* failed because one object is over max */
     char why[128];
+    size_t max;           /* largest object in bytes (0 = no limit): a server
+                             that never closes one cannot grow the buffer
+                             past it */
 };
 
 void sa_stream_init(struct sa_stream *s, sa_stream_obj_fn fn, void *ud);
@@ -35,7 +39,7 @@ void sa_stream_init(struct sa_stream *s, sa_stream_obj_fn fn, void *ud);
 int sa_stream_feed(struct sa_stream *s, const char *p, size_t n);
 /* End of input: 0 if no partial object is pending, -1 otherwise. */
 int sa_stream_finish(struct sa_stream *s);
-/* Start again from scratch (a retried request); keeps fn/ud. */
+/* Start again from scratch (a retried request); keeps fn/ud and max. */
 void sa_stream_reset(struct sa_stream *s);
 void sa_stream_free(struct sa_stream *s);
 

@@ -41,7 +41,9 @@
 enum {
     KEY_HELP, KEY_VERSION, KEY_PROBE, KEY_FOREGROUND, KEY_DEBUG, KEY_SINGLE,
     KEY_DISCARD, KEY_TOKEN, KEY_SUFFIX, KEY_CACHE_TIMEOUT, KEY_TIMEOUT,
-    KEY_MAX_DOC, KEY_FPS, KEY_MAX_THREADS, KEY_UID, KEY_GID, KEY_UMASK,
+    KEY_MAX_DOC,
+    KEY_OP_TIMEOUT,
+    KEY_RECOVERY_MAX, KEY_FPS, KEY_MAX_THREADS, KEY_UID, KEY_GID, KEY_UMASK,
     KEY_RO, KEY_ALLOW_OTHER, KEY_LOGLEVEL, KEY_PASS, KEY_FSNAME, KEY_SUBTYPE,
 };
 
@@ -78,6 +80,8 @@ static const struct fuse_opt opts[] = {
     FUSE_OPT_KEY("cache_timeout=", KEY_CACHE_TIMEOUT),
     FUSE_OPT_KEY("timeout=", KEY_TIMEOUT),
     FUSE_OPT_KEY("max_doc=", KEY_MAX_DOC),
+    FUSE_OPT_KEY("op_timeout=", KEY_OP_TIMEOUT),
+    FUSE_OPT_KEY("recovery_max=", KEY_RECOVERY_MAX),
     FUSE_OPT_KEY("fps=", KEY_FPS),
     FUSE_OPT_KEY("max_threads=", KEY_MAX_THREADS),
     FUSE_OPT_KEY("uid=", KEY_UID),
@@ -171,6 +175,8 @@ static void print_help(const char *prog)
 "    cafile=PATH            extra CA bundle (default: system CAs only)\n"
 "    insecure               do not verify TLS (default: off; VERIFY_SSL=false too)\n"
 "    timeout=SCALE          multiply every network deadline (default: 1)\n"
+"    op_timeout=SECS        one file operation's deadline, all its requests and\n"
+"                           retries included (default: 60 x timeout)\n"
 "\n"
 "behaviour (-o):\n"
 "    keep_status            uploads keep the item's status (default: off, an\n"
@@ -182,6 +188,8 @@ static void print_help(const char *prog)
 "    list_frames            list ___frames.json files (default: off)\n"
 "    recovery_dir=DIR       where refused or failed uploads are saved (default:\n"
 "                           $XDG_CACHE_HOME/safs/recovery or ~/.cache/safs/recovery)\n"
+"    recovery_max=BYTES     size of the recovery folder, oldest files pruned\n"
+"                           first, K/M/G suffixes (default: 1G)\n"
 "    cache_dir=DIR          scratch, spill and document cache (default:\n"
 "                           $XDG_CACHE_HOME/safs or ~/.cache/safs)\n"
 "    max_threads=N          most FUSE worker threads (default: 64)\n"
@@ -369,6 +377,8 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
     case KEY_TIMEOUT: return parse_double(p, arg, &p->c.timeout_scale, 0, 1);
     case KEY_FPS: return parse_double(p, arg, &p->c.fps, 0, 1);
     case KEY_MAX_DOC: return parse_size(p, arg, &p->c.max_doc);
+    case KEY_OP_TIMEOUT: return parse_double(p, arg, &p->c.op_timeout, 0, 1);
+    case KEY_RECOVERY_MAX: return parse_size(p, arg, &p->c.recovery_max);
     case KEY_MAX_THREADS: {
         unsigned u;
         if (parse_uint(p, arg, &u, 10, 100000))
@@ -779,6 +789,7 @@ int fs_config_parse(int argc, char **argv, struct fs_config *cfg, struct fuse_ar
     p.c.timeout_scale = 1;
     p.c.cache_timeout = 5;
     p.c.max_doc = DEFAULT_MAX_DOC;
+    p.c.recovery_max = (uint64_t)1 << 30;
     p.c.fps = 1;
     p.c.max_threads = DEFAULT_MAX_THREADS;
     p.c.umask = 022;

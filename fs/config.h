@@ -23,6 +23,8 @@ struct fs_config {
     char *cafile;
     int insecure;          /**< -o insecure, or VERIFY_SSL=false / ssl_verify false */
     double timeout_scale;  /**< -o timeout= (a scale, default 1) */
+    double op_timeout;     /**< -o op_timeout=: seconds one file operation may take in
+                                all, every request and retry included (default 60 × timeout) */
 
     /* behaviour */
     int keep_status;       /**< -o keep_status */
@@ -32,6 +34,7 @@ struct fs_config {
     double fps;            /**< default 1 */
     int list_frames;
     char *recovery_dir;    /**< default $XDG_CACHE_HOME/safs/recovery or ~/.cache/safs/recovery */
+    uint64_t recovery_max; /**< -o recovery_max=: bytes kept there, oldest pruned (default 1 GiB) */
     char *cache_dir;       /**< scratch and spill files; default $XDG_CACHE_HOME/safs */
     int max_threads;       /**< default 64 */
     int uid_set, gid_set;

@@ -22,12 +22,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "fs_i.h"
 #include "sa/doc.h"
 
 #define FETCH_BATCH 500   /* the batch a miss waits for: one stream batch of the server's */
 #define FETCH_AHEAD 2000  /* read-ahead batches: 2 classify calls, 4 streams in parallel */
+#define FETCH_HOLD_MAX 30.0 /* longest wait before a failed folder is fetched again */
 
 struct fs_fetch_job {
     struct fs_fetch_job *next;
@@ -244,14 +246,19 @@ static void batch_run(struct batch *b)
     size_t got = 0;
     int64_t first = 0;
     enum sa_err e;
+    double t0, hold = 0;
 
     if (!b->n)
         return;
     fs_log(st, LOG_DEBUG, "fetching %zu document(s) of folder %s", b->n, f->name);
     sa_cancel_scope(&st->ds.bg_cancel);
+    /* a batch is bounded like the operation waiting for it */
+    sa_op_deadline(st->cfg->op_timeout);
+    t0 = fs_now();
     e = sa_download_annotations(st->c, f->proj->p.id, f->id, b->ids,
                                 (const char *const *)b->names, b->n, batch_cb, b);
     sa_last_dates(&first, NULL);
+    sa_op_deadline(0);
     sa_cancel_scope(NULL);
     pthread_mutex_lock(&st->mu);
     st->own.cache_misses += b->n;
@@ -284,10 +291,57 @@ static void batch_run(struct batch *b)
             d->fetch_err_at = fs_now();
         }
     }
+    if (e && e != SA_ERR_CANCELLED) {
+        /* the folder's next attempt is due after as long as this one took
+         * (1 s to FETCH_HOLD_MAX): until then its other stats fail at once */
+        hold = fs_now() - t0;
+        hold = hold < 1 ? 1 : hold > FETCH_HOLD_MAX ? FETCH_HOLD_MAX : hold;
+        f->fetch_err = fs_errno(e);
+        f->fetch_err_until = fs_now() + hold;
+    } else if (!e) {
+        f->fetch_err = 0;
+    }
     pthread_cond_broadcast(&st->ds.cv);
     pthread_mutex_unlock(&st->ds.mu);
-    if (e && e != SA_ERR_CANCELLED)
-        fs_fail(st, "fetch documents", f->name, e);
+    if (e && e != SA_ERR_CANCELLED) {
+        char what[64];
+        snprintf(what, sizeof what, "fetch %zu documents of folder", b->n);
+        fs_fail(st, what, f->name, e);
+        fs_log(st, LOG_ERR, "folder %s: the stats of its files whose size is not known fail "
+                            "at once (%s) for %.1f s, then the next fetch is tried",
+               f->name, strerror(fs_errno(e)), hold);
+    }
+}
+
+int fs_fetch_folder_err_locked(struct fs_state *st, struct fs_folder *f)
+{
+    (void)st;
+    return f->fetch_err && fs_now() < f->fetch_err_until ? f->fetch_err : 0;
+}
+
+int fs_fetch_wait_locked(struct fs_state *st, long long id)
+{
+    double left = sa_op_remaining();
+    struct timespec ts;
+    if (left < 0) {
+        pthread_cond_wait(&st->ds.cv, &st->ds.mu);
+        return 0;
+    }
+    if (left <= 0) {
+        fs_log(st, LOG_ERR, "item %lld: the operation's deadline (op_timeout=%g s) passed while "
+                            "waiting for its document: EIO",
+               id, st->cfg->op_timeout);
+        return -EIO;
+    }
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)left;
+    ts.tv_nsec += (long)((left - (double)(time_t)left) * 1e9);
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&st->ds.cv, &st->ds.mu, &ts);
+    return 0;
 }
 
 struct worker_arg { struct fs_state *st; struct fs_folder *f; };

@@ -172,6 +172,8 @@ struct fs_folder {
     int fetch_running;
     size_t ra_next;         /**< listing index where read-ahead continues */
     struct fs_fetch_job *jobs, *jobs_tail;
+    int fetch_err;          /**< errno of the last failed batch request, until ... */
+    double fetch_err_until; /**< ... fs_now() reaches this: the next attempt is due */
 };
 
 struct fs_project {
@@ -497,6 +499,13 @@ void fs_fetch_batch_locked(struct fs_state *st, struct fs_item *it);
 void fs_fetch_readahead_locked(struct fs_state *st, struct fs_folder *f);
 /** Unmount: stop background fetches and wait for their threads (bounded). */
 void fs_fetch_stop(struct fs_state *st);
+/** ds.mu held: the errno of @p f's last failed batch if its next attempt is
+ * not yet due (stats of the folder's other items fail at once), else 0. */
+int fs_fetch_folder_err_locked(struct fs_state *st, struct fs_folder *f);
+/** ds.mu held: wait on ds.cv, but not past the calling operation's deadline
+ * (sa_op_deadline): 0 after a wake-up, -EIO (with a log line naming item
+ * @p id) once the deadline has passed. */
+int fs_fetch_wait_locked(struct fs_state *st, long long id);
 
 /* ---------------------------------------------------------------- save */
 struct fs_save {
@@ -597,6 +606,11 @@ void fs_scratch_report_all(struct fs_state *st);
 int fs_scratch_move(struct fs_state *st, struct fs_scratch *s, struct fs_folder *to,
                     const char *name);
 const struct fs_xattr *fs_xattr_find(const struct fs_xattr *x, const char *name);
+/** Set one local xattr (scratch files). At most FS_XATTR_MAX_N attributes
+ * and FS_XATTR_MAX_BYTES of names and values per file: beyond, -ENOSPC (as
+ * a local filesystem whose xattr space is full; the caller logs it). */
+#define FS_XATTR_MAX_N 128
+#define FS_XATTR_MAX_BYTES (256u * 1024)
 int fs_xattr_set_local(struct fs_xattr **head, const char *name, const char *v, size_t n);
 int fs_xattr_del_local(struct fs_xattr **head, const char *name);
 void fs_xattr_free_all(struct fs_xattr **head);

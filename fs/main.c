@@ -93,6 +93,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "safs: out of memory\n");
         goto out;
     }
+    if (cfg.op_timeout <= 0)
+        cfg.op_timeout = 60.0 * cfg.timeout_scale;
     st->cfg = &cfg;
     st->loglevel = cfg.loglevel;
     st->foreground = cfg.foreground || cfg.probe;
@@ -120,6 +122,9 @@ int main(int argc, char **argv)
             .insecure = cfg.insecure,
             .timeout_scale = cfg.timeout_scale,
             .max_connections = 16,
+            /* one document (or response) from the server: max_doc plus
+             * headroom for the server's pretty-printing and metadata */
+            .max_body = (size_t)cfg.max_doc + cfg.max_doc / 8 + ((size_t)1 << 20),
             .log = fs_client_log,
             .log_ud = st,
         };

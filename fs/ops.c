@@ -14,9 +14,16 @@
 
 #include "fs_i.h"
 
+/* Every operation starts here: the state, and the operation's one deadline
+ * (-o op_timeout=) for all the client calls it makes, retries and backoff
+ * included. A FUSE worker thread runs nothing but operations, so the next
+ * operation's call replaces it; init and destroy clear it. */
 struct fs_state *fs_st(void)
 {
-    return fuse_get_context()->private_data;
+    struct fs_state *st = fuse_get_context()->private_data;
+    if (st && st->cfg)
+        sa_op_deadline(st->cfg->op_timeout);
+    return st;
 }
 
 static struct fs_handle *H(const struct fuse_file_info *fi)
@@ -30,6 +37,7 @@ static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
     struct fs_state *st = fs_st();
     (void)conn;
+    sa_op_deadline(0); /* this thread goes on as a FUSE worker */
     /* An unlink of an open file arrives as a rename to .fuse_hidden… and a
      * last-close unlink of that name (unlink.c): with hard_remove, libfuse
      * answers ESTALE to fstat on descriptors opened before the unlink. */
@@ -48,6 +56,7 @@ static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 static void op_destroy(void *data)
 {
     struct fs_state *st = data;
+    sa_op_deadline(0); /* pending deletes have their own deadlines */
     fs_fetch_stop(st);
     fs_deleter_stop(st); /* pending deletes are sent now */
     fs_kernel_stop(st);

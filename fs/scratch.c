@@ -145,7 +145,18 @@ const struct fs_xattr *fs_xattr_find(const struct fs_xattr *x, const char *name)
 int fs_xattr_set_local(struct fs_xattr **head, const char *name, const char *v, size_t n)
 {
     struct fs_xattr *x;
-    char *val = malloc(n + 1);
+    size_t count = 0, bytes = strlen(name) + n;
+    char *val;
+
+    /* bounded like one inode's xattr space on a local filesystem */
+    for (x = *head; x; x = x->next)
+        if (strcmp(x->name, name)) {
+            count++;
+            bytes += strlen(x->name) + x->len;
+        }
+    if (count + 1 > FS_XATTR_MAX_N || bytes > FS_XATTR_MAX_BYTES)
+        return -ENOSPC;
+    val = malloc(n + 1);
     if (!val)
         return -ENOMEM;
     memcpy(val, v, n);

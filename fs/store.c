@@ -379,7 +379,10 @@ int fs_doc_get(struct fs_state *st, struct fs_item *it, int fresh, int mark_serv
             return 0;
         }
         if (d->fetching || (d->batching && !fresh)) {
-            pthread_cond_wait(&st->ds.cv, &st->ds.mu);
+            if ((r = fs_fetch_wait_locked(st, it->id))) {
+                pthread_mutex_unlock(&st->ds.mu);
+                return r;
+            }
             continue;
         }
         /* an open retries a failed fetch at once (stats do not: fs_doc_size) */
@@ -440,7 +443,7 @@ ssize_t fs_doc_size_known(struct fs_state *st, struct fs_item *it)
 int fs_doc_size(struct fs_state *st, struct fs_item *it, size_t *size)
 {
     struct fs_doc *d = &it->doc;
-    int queued = 0, r;
+    int queued = 0, r = 0;
     struct fs_ver *v;
 
     pthread_mutex_lock(&st->ds.mu);
@@ -455,14 +458,17 @@ int fs_doc_size(struct fs_state *st, struct fs_item *it, size_t *size)
             return 0;
         }
         if (d->fetching || d->batching) {
-            pthread_cond_wait(&st->ds.cv, &st->ds.mu);
+            if ((r = fs_fetch_wait_locked(st, it->id)))
+                break;
             continue;
         }
         if (recent_err(d)) {
             r = -d->fetch_err;
-            pthread_mutex_unlock(&st->ds.mu);
-            return r;
+            break;
         }
+        /* the folder's batch failed: no request per file until it is due */
+        if ((r = -fs_fetch_folder_err_locked(st, it->folder)))
+            break;
         if (queued)
             break;
         queued = 1;
@@ -471,6 +477,8 @@ int fs_doc_size(struct fs_state *st, struct fs_item *it, size_t *size)
             break;
     }
     pthread_mutex_unlock(&st->ds.mu);
+    if (r)
+        return r;
     /* not covered by a batch (absent item, key moved): fetch it alone */
     r = fs_doc_get(st, it, 0, 0, &v);
     if (r)

@@ -249,7 +249,9 @@ int fs_op_setxattr(const char *path, const char *name, const char *value, size_t
         /* a name, not bytes: setfattr -v "Completed\n"-style trailing
          * newlines are dropped; a NUL inside is refused */
         if (size >= sizeof val || memchr(value, 0, size)) {
-            fs_log(st, LOG_ERR, "setxattr %s %s: not a status name", path, name);
+            fs_log(st, LOG_ERR, "setxattr %s %s: refused (EINVAL): %s", path, name,
+                   size >= sizeof val ? "a value over 1023 bytes is no status name"
+                                      : "the value holds a NUL byte");
             return -EINVAL;
         }
         memcpy(val, value, size);
@@ -308,6 +310,10 @@ int fs_op_setxattr(const char *path, const char *name, const char *value, size_t
             r = fs_xattr_set_local(&l.scr->xattrs, name, !strcmp(name, X_STATUS) ? val : value,
                                    !strcmp(name, X_STATUS) ? strlen(val) : size);
         pthread_mutex_unlock(&l.scr->mu);
+        if (r == -ENOSPC)
+            fs_log(st, LOG_ERR, "setxattr %s %s: no space: a scratch file keeps at most %d "
+                                "attributes and %u bytes of names and values (ENOSPC)",
+                   path, name, FS_XATTR_MAX_N, FS_XATTR_MAX_BYTES);
         break;
     }
     fs_loc_put(st, &l);

@@ -103,6 +103,10 @@ struct fault {
   long long stream_limit; /* >= 0: the stream ends after this many documents */
   int exact;              /* path must equal, not just start the request's */
   char *body;
+  double probability;     /* 0 = always; else the share of matching requests hit */
+  long long hits;         /* requests it hit (reported by GET /_emulator/faults) */
+  unsigned long long rng; /* xorshift64 state, from "seed" */
+  long long pad;          /* bytes of 'x' appended to body */
 };
 static struct fault *faults;
 static size_t nfaults;
@@ -202,6 +206,15 @@ static int fault_take(const char *method, const char *path, struct fault *out)
      * same prefix, passes it by */
     if(f->stream_limit >= 0 && !api_is_stream(method, path))
       continue;
+    if(f->probability > 0) {
+      /* seeded: the same requests in the same order get the same faults */
+      f->rng ^= f->rng << 13;
+      f->rng ^= f->rng >> 7;
+      f->rng ^= f->rng << 17;
+      if((double)(f->rng >> 11) / 9007199254740992.0 >= f->probability)
+        continue;
+      f->hits++;
+    }
     *out = *f;
     out->path = NULL;
     out->body = f->body ? strdup(f->body) : NULL;
@@ -441,14 +454,27 @@ static void control_fault(const struct request *q, struct reply *r)
   json_t *lim = json_object_get(b, "stream_limit");
   f.stream_limit = lim ? json_integer_value(lim) : -1;
   f.exact = json_is_true(json_object_get(b, "exact"));
+  json_t *prob = json_object_get(b, "probability");
+  f.probability = prob ? json_number_value(prob) : 0;
+  json_t *seed = json_object_get(b, "seed");
+  f.rng = seed ? (unsigned long long)json_integer_value(seed) : 1;
+  f.rng = f.rng * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull;
+  if(!f.rng)
+    f.rng = 88172645463325252ull;
+  json_t *pad = json_object_get(b, "pad");
+  f.pad = pad ? json_integer_value(pad) : 0;
   if((f.status && (f.status < 100 || f.status > 599)) || f.count == 0 ||
      f.count < -1 || f.delay_ms < 0 || (body && !json_is_string(body) &&
                                         !json_is_object(body)) ||
-     (lim && (!json_is_integer(lim) || f.stream_limit < 0))) {
+     (lim && (!json_is_integer(lim) || f.stream_limit < 0)) ||
+     (prob && (!json_is_number(prob) || f.probability <= 0 || f.probability > 1)) ||
+     (seed && !json_is_integer(seed)) ||
+     (pad && (!json_is_integer(pad) || f.pad < 0 || f.pad > (1ll << 31) || !f.status))) {
     json_decref(b);
     reply_error(r, 400, "bad fault: status 100-599 or 0, count >= 1 or -1, "
                         "delay_ms >= 0, body a string or an object, "
-                        "stream_limit >= 0");
+                        "stream_limit >= 0, 0 < probability <= 1, seed an "
+                        "integer, 0 <= pad <= 2^31 with a status");
     return;
   }
   f.path = strdup(path ? path : "/");
@@ -474,14 +500,16 @@ static json_t *faults_json(void)
   for(size_t i = 0; i < nfaults; i++) {
     struct fault *f = &faults[i];
     json_array_append_new(
-        a, json_pack("{s:s,s:s,s:b,s:i,s:i,s:i,s:I,s:b,s:s?,s:o?}",
+        a, json_pack("{s:s,s:s,s:b,s:i,s:i,s:i,s:I,s:b,s:s?,s:o?,s:f,s:I,s:I}",
                      "method", f->method, "path", f->path, "exact", f->exact,
                      "status", f->status, "count", f->count, "retry_after",
                      f->retry_after, "delay_ms", (json_int_t)f->delay_ms,
                      "drop", f->drop, "body", f->body, "stream_limit",
                      f->stream_limit >= 0
                          ? json_integer((json_int_t)f->stream_limit)
-                         : NULL));
+                         : NULL,
+                     "probability", f->probability, "hits",
+                     (json_int_t)f->hits, "pad", (json_int_t)f->pad));
   }
   pthread_mutex_unlock(&obs_lock);
   return a;
@@ -719,7 +747,17 @@ static enum MHD_Result handle(struct MHD_Connection *c, struct conn_req *cr,
     int faulted = fault_take(method, q.path, &f);
     sleep_ms(emu.latency_ms + (faulted ? f.delay_ms : 0));
     if(faulted && f.status > 0) {
-      if(f.body)
+      if(f.pad > 0) {
+        size_t bl = f.body ? strlen(f.body) : 0;
+        char *big = malloc(bl + (size_t)f.pad + 1);
+        if(!big)
+          abort();
+        memcpy(big, f.body ? f.body : "", bl);
+        memset(big + bl, 'x', (size_t)f.pad);
+        reply_raw(&r, f.status, "application/json", big, bl + (size_t)f.pad);
+        free(big);
+      }
+      else if(f.body)
         reply_raw(&r, f.status, "application/json", f.body, strlen(f.body));
       else
         reply_error(&r, f.status, "injected fault");

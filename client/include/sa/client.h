@@ -91,6 +91,16 @@ void sa_last_dates(int64_t *first_ms, int64_t *last_ms);
  * finish SA_ERR_CANCELLED. */
 void sa_cancel_scope(const volatile int *flag);
 
+/** One deadline for everything the calling thread does from now on: every
+ * call's requests, retries and backoff sleeps end by now + @p seconds (a
+ * call's own 60 s × timeout_scale still applies if it is earlier; the large
+ * path's 10 min does not shrink). The internal worker threads of a call
+ * inherit it. @p seconds <= 0 removes it. */
+void sa_op_deadline(double seconds);
+/** Seconds left of the calling thread's operation deadline (0 if passed), or
+ * -1 if none is set. */
+double sa_op_remaining(void);
+
 /** Log sink. @p level is a syslog level (LOG_ERR, LOG_WARNING, LOG_INFO,
  * LOG_DEBUG). Called from any thread. */
 typedef void (*sa_log_fn)(void *ud, int level, const char *msg);
@@ -111,6 +121,9 @@ struct sa_config {
     int insecure;           /**< nonzero: do not verify TLS */
     double timeout_scale;   /**< multiplies every deadline; 0 means 1.0 */
     int max_connections;    /**< size of the easy-handle pool; 0 means 16 */
+    size_t max_body;        /**< largest response body kept in memory and largest
+                                 single stream object; bigger ones fail the call
+                                 (SA_ERR_PROTO, detail says so). 0 means 272 MiB */
     sa_log_fn log;          /**< may be NULL */
     void *log_ud;
 };
