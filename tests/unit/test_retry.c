@@ -182,6 +182,58 @@ static void test_deadline(void)
     sa_client_free(c);
 }
 
+static void test_op_deadline(void)
+{
+    /* one deadline for the thread's operation: two calls in a row against a
+     * server 20 s late end within it (each call alone has 60 s) */
+    struct sa_client *c = client(1.0);
+    struct sa_user u;
+    before();
+    emu_fault(&E, "{\"path\":\"/user/ME\",\"delay_ms\":20000,\"count\":1000}");
+    sa_op_deadline(2.0);
+    fail_unless(sa_op_remaining() > 1.5 && sa_op_remaining() <= 2.0);
+    double t0 = t_now();
+    expect_err(SA_ERR_TIMEOUT, sa_get_user(c, &u));
+    expect_err(SA_ERR_TIMEOUT, sa_get_user(c, &u));
+    double dt = t_now() - t0;
+    fail_unless_msg(dt >= 1.5 && dt < 3.5, "took %.2f s", dt);
+    fail_unless(sa_op_remaining() == 0);
+    /* retry sleeps are bounded by it too: 503 forever */
+    emu_clear_faults(&E);
+    emu_fault(&E, "{\"path\":\"/user/ME\",\"status\":503,\"count\":-1}");
+    sa_op_deadline(1.5);
+    t0 = t_now();
+    expect_err(SA_ERR_BUSY, sa_get_user(c, &u));
+    dt = t_now() - t0;
+    fail_unless_msg(dt < 2.5, "took %.2f s", dt);
+    sa_op_deadline(0);
+    fail_unless(sa_op_remaining() < 0);
+    emu_clear_faults(&E);
+    expect_ok(sa_get_user(c, &u));
+    sa_user_clear(&u);
+    sa_client_free(c);
+}
+
+static void test_body_cap(void)
+{
+    /* a server-sized body over max_body is refused, not buffered */
+    char err[256];
+    struct sa_config cfg = {.token = "emulator-token=1", .url = E.url, .max_body = 4096,
+                            .log = on_log};
+    struct sa_client *c = sa_client_new(&cfg, err, sizeof err);
+    struct sa_user u;
+    fail_unless_msg(c != NULL, "%s", err);
+    before();
+    emu_fault(&E, "{\"path\":\"/user/ME\",\"status\":200,\"body\":\"{\\\"id\\\": \\\"\","
+                  "\"pad\":100000,\"count\":1}");
+    expect_err(SA_ERR_PROTO, sa_get_user(c, &u));
+    fail_unless_msg(strstr(sa_last_error(), "over 4096 bytes") != NULL, "%s", sa_last_error());
+    fail_unless(emu_count(&E, "GET /user/ME") == 1); /* not retried */
+    expect_ok(sa_get_user(c, &u));
+    sa_user_clear(&u);
+    sa_client_free(c);
+}
+
 static void test_drop(void)
 {
     struct sa_client *c = client(1.0);
@@ -384,6 +436,8 @@ int main(void)
     t_run("404_not_retried", test_404_not_retried);
     t_run("status_mapping", test_status_mapping);
     t_run("deadline", test_deadline);
+    t_run("op_deadline", test_op_deadline);
+    t_run("body_cap", test_body_cap);
     t_run("drop", test_drop);
     t_run("post_retried", test_post_retried);
     t_run("headers", test_headers);
