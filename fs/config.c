@@ -605,10 +605,14 @@ static int resolve_token(struct parse_ctx *p)
     if (p->c.token_file)
         return read_token_file(p, p->c.token_file);
 
-    const char *env = getenv("SA_TOKEN");
+    char *env = getenv("SA_TOKEN");
     if (env && *env) {
         p->c.token = trim_dup(env, strlen(env));
         p->c.token_source = strdup("SA_TOKEN");
+        /* /proc/PID/environ reads the process's original environment block,
+         * which unsetenv leaves as it was: wipe the value where it lies */
+        explicit_bzero(env, strlen(env));
+        unsetenv("SA_TOKEN");
         if (!p->c.token || !p->c.token_source)
             return fail(p, "out of memory");
         return 0;

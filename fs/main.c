@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 #include <fuse.h>
@@ -46,9 +47,13 @@ static int preflight(struct fs_state *st, char *err, size_t errlen)
 
     e = sa_get_user(st->c, &u);
     if (e) {
-        snprintf(err, errlen, "cannot sign in with the token from %s: %s%s%s",
+        snprintf(err, errlen, "cannot sign in with the token from %s: %s%s%s%s",
                  st->cfg->token_source ? st->cfg->token_source : "?", sa_strerror(e),
-                 *sa_last_error() ? ": " : "", sa_last_error());
+                 *sa_last_error() ? ": " : "", sa_last_error(),
+                 strstr(sa_last_error(), "certificate")
+                     ? " (the server's TLS certificate is not trusted: name its CA with "
+                       "-o cafile=PATH, or skip verification with -o insecure)"
+                     : "");
         sa_user_clear(&u);
         return -1;
     }
@@ -78,6 +83,10 @@ int main(int argc, char **argv)
     char err[1024] = "";
     int r, ret = 1, mounted = 0;
 
+    /* before the token is read: no core dump, and no ptrace or
+     * /proc/PID/mem by other processes of this user, can copy it
+     * (docs/fs-choices.md, "The token") */
+    prctl(PR_SET_DUMPABLE, 0);
     memset(&cfg, 0, sizeof cfg);
     r = fs_config_parse(argc, argv, &cfg, &args, err, sizeof err);
     if (r == 1) {

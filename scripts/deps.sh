@@ -8,7 +8,8 @@ PKGS=(meson ninja-build pkg-config gcc libc6-dev
       libmicrohttpd-dev libsqlite3-dev
       python3 python3-pytest python3-pytest-timeout
       jq attr rsync vim perl curl util-linux procps
-      emacs-nox nano tar zip unzip coreutils)   # tests/integration/test_tools.py
+      emacs-nox nano tar zip unzip coreutils    # tests/integration/test_tools.py
+      openssl gdb)                              # tests/integration/test_security.py
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -95,6 +95,7 @@ struct emu {
   long long max_body;
   int ms_timestamps; /* --ms-timestamps: real milliseconds, else .000Z */
   volatile int latency_ms;
+  const char *tls_cert, *tls_key; /* --tls-cert/--tls-key: serve HTTPS */
 
   sqlite3 *db;
   pthread_mutex_t db_lock;

@@ -833,7 +833,7 @@ static void usage(FILE *f)
           "         [--token T]... [--seed demo] [--seed-items PROJECT/FOLDER=N]...\n"
           "         [--latency-ms N] [--large-threshold BYTES] [--stream-batch N]\n"
           "         [--delete-polls K] [--max-body BYTES] [--ms-timestamps]\n"
-          "         [--quiet]\n"
+          "         [--tls-cert PEM --tls-key PEM] [--quiet]\n"
           "Serves the SuperAnnotate API on 127.0.0.1 (see README.md).\n");
 }
 
@@ -884,6 +884,22 @@ static int valid_token(const char *t)
   return 1;
 }
 
+/** The whole of a (small) PEM file, NUL-terminated, or exit 2. */
+static char *read_pem(const char *opt, const char *path)
+{
+  FILE *f = fopen(path, "r");
+  char *buf = f ? malloc(1 << 20) : NULL;
+  size_t n = buf ? fread(buf, 1, (1 << 20) - 1, f) : 0;
+  if(!f || !buf || ferror(f) || !n) {
+    fprintf(stderr, "sa-emulator: %s %s: %s\n", opt, path,
+            f ? "cannot read" : strerror(errno));
+    exit(2);
+  }
+  fclose(f);
+  buf[n] = 0;
+  return buf;
+}
+
 static int write_port_file(const char *path, int port)
 {
   char tmp[4096];
@@ -915,6 +931,8 @@ int main(int argc, char **argv)
       {"max-body", required_argument, NULL, 'm'},
       {"ms-timestamps", no_argument, NULL, 'M'},
       {"quiet", no_argument, NULL, 'q'},
+      {"tls-cert", required_argument, NULL, 'C'},
+      {"tls-key", required_argument, NULL, 'K'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   emu.large_threshold = 15LL * 1024 * 1024;
@@ -973,6 +991,12 @@ int main(int argc, char **argv)
     case 'q':
       emu.quiet = 1;
       break;
+    case 'C':
+      emu.tls_cert = optarg;
+      break;
+    case 'K':
+      emu.tls_key = optarg;
+      break;
     case 'h':
       usage(stdout);
       return 0;
@@ -1015,10 +1039,30 @@ int main(int argc, char **argv)
   addr.sin_family = AF_INET;
   addr.sin_port = htons((uint16_t)emu.port);
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  unsigned flags = MHD_USE_THREAD_PER_CONNECTION |
+                   MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
+                   MHD_USE_ERROR_LOG | MHD_USE_SUPPRESS_DATE_NO_CLOCK;
+  struct MHD_OptionItem tls[3] = {{MHD_OPTION_END, 0, NULL},
+                                  {MHD_OPTION_END, 0, NULL},
+                                  {MHD_OPTION_END, 0, NULL}};
+  if(!emu.tls_cert != !emu.tls_key) {
+    fprintf(stderr, "sa-emulator: --tls-cert and --tls-key go together\n");
+    return 2;
+  }
+  if(emu.tls_cert) {
+    if(MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+      fprintf(stderr, "sa-emulator: this libmicrohttpd has no TLS\n");
+      return 2;
+    }
+    flags |= MHD_USE_TLS;
+    tls[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0,
+                                     read_pem("--tls-cert", emu.tls_cert)};
+    tls[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0,
+                                     read_pem("--tls-key", emu.tls_key)};
+  }
   struct MHD_Daemon *d = MHD_start_daemon(
-      MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-          MHD_USE_POLL | MHD_USE_ERROR_LOG | MHD_USE_SUPPRESS_DATE_NO_CLOCK,
-      (uint16_t)emu.port, NULL, NULL, on_access, NULL, MHD_OPTION_SOCK_ADDR,
+      flags, (uint16_t)emu.port, NULL, NULL, on_access, NULL,
+      MHD_OPTION_ARRAY, tls, MHD_OPTION_SOCK_ADDR,
       (struct sockaddr *)&addr, MHD_OPTION_URI_LOG_CALLBACK, uri_log, NULL,
       MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
       MHD_OPTION_CONNECTION_LIMIT, 2000u, MHD_OPTION_CONNECTION_TIMEOUT, 600u,
@@ -1036,13 +1080,15 @@ int main(int argc, char **argv)
     MHD_stop_daemon(d);
     return 1;
   }
-  fprintf(stderr, "sa-emulator: listening on http://127.0.0.1:%d/\n",
-          emu.port);
+  fprintf(stderr, "sa-emulator: listening on %s://127.0.0.1:%d/\n",
+          emu.tls_cert ? "https" : "http", emu.port);
 
   int sig = 0;
   sigwait(&set, &sig);
   fprintf(stderr, "sa-emulator: signal %d, stopping\n", sig);
   MHD_stop_daemon(d);
+  free((void *)tls[0].ptr_value);
+  free((void *)tls[1].ptr_value);
   store_close();
   requests_reset();
   pthread_mutex_lock(&obs_lock);
