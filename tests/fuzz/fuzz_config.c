@@ -19,7 +19,7 @@
 #include "config.h"
 #include "fuzz.h"
 
-static char dir[64], home[128], ini[192], mnt[128];
+static char dir[256], home[300], ini[340], mnt[300];
 static char prog[] = "safs", dflt_src[] = "project/folder";
 
 static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
@@ -37,7 +37,9 @@ static void cleanup(void)
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc; (void)argv;
-    const char *tmp = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+    const char *tmp = getenv("SAFS_FUZZ_TMP");
+    if (!tmp || !*tmp)
+        tmp = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
     snprintf(dir, sizeof dir, "%s/safs-fuzz-config-XXXXXX", tmp);
     if (!mkdtemp(dir))
         abort();
@@ -45,7 +47,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     snprintf(home, sizeof home, "%s/home", dir);
     snprintf(mnt, sizeof mnt, "%s/mnt", dir);
     snprintf(ini, sizeof ini, "%s/.superannotate/config.ini", home);
-    char sa[160];
+    char sa[320];
     snprintf(sa, sizeof sa, "%s/.superannotate", home);
     if (mkdir(home, 0700) || mkdir(sa, 0700) || mkdir(mnt, 0700) || chdir(dir))
         abort();

@@ -18,7 +18,7 @@ static const char *const statuses[] = {
     "a \"quoted\" \\ st\xe2\x80\x9btus", "",
 };
 static const char *const names[] = {
-    "img.jpg", "a/b\xef\xbc\x8f" "c.png", "\xe2\x80\x9b\"\\\n\t\x01", "",
+    "img.jpg", ("a/b\xef\xbc\x8f" "c.png"), "\xe2\x80\x9b\"\\\n\t\x01", "",
 };
 
 static int why_ok(const char *why, size_t n)
