@@ -27,6 +27,9 @@ VG=(valgrind --leak-check=full --errors-for-leak-kinds=definite --error-exitcode
 W=$(mktemp -d /tmp/safs-valgrind.XXXXXX)
 bad=0
 export SA_EMULATOR=$B/tests/emulator/sa-emulator
+# the unit tests' client deadlines (some tests set tiny ones on purpose),
+# stretched for valgrind's 20-50x slowdown (tests/unit/harness.c)
+export SAFS_TEST_TIMEOUT_SCALE=${SAFS_TEST_TIMEOUT_SCALE:-10}
 
 # "N errors, B bytes definitely lost" from a valgrind log (every process in it)
 summary() {
