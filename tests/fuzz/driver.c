@@ -74,7 +74,8 @@ static int run_dir(const char *dir)
         n++;
     }
     closedir(d);
-    qsort(names, n, sizeof *names, cmp);
+    if (n > 1)
+        qsort(names, n, sizeof *names, cmp);
     int rc = 0;
     for (size_t i = 0; i < n; i++) {
         char path[4096];
