@@ -78,8 +78,8 @@ lines_stage() { # name, prefix, timeout, command...
     out=$(mktemp)
     timeout "$limit" "$@" 2>&1 | tee "$out"
     rc=${PIPESTATUS[0]}
-    ok=$(grep -c "^$prefix [^ ]* pass" "$out")
-    bad=$(grep -c "^$prefix [^ ]* fail" "$out")
+    ok=$(grep -c "^$prefix: [^ ]* pass" "$out")
+    bad=$(grep -c "^$prefix: [^ ]* fail" "$out")
     rm -f "$out"
     passed=$((passed + ok)); failed=$((failed + bad))
     if [ $rc -ne 0 ] || [ $((ok + bad)) -eq 0 ]; then
