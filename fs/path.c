@@ -144,8 +144,10 @@ char *fs_item_fname(const char *name, const char *suffix)
         }
     } else {
         size_t cut = 200;
-        /* back off to a UTF-8 boundary: never cut before a continuation byte */
-        while (cut > 0 && ((unsigned char)e[cut] & 0xC0) == 0x80)
+        /* back off to a UTF-8 boundary: never cut before a continuation byte
+         * (at most 3: a longer run is invalid UTF-8, which is kept as it is,
+         * not cut down to nothing) */
+        while (cut > 197 && ((unsigned char)e[cut] & 0xC0) == 0x80)
             cut--;
         out = malloc(cut + 3 + 8 + sl + 1);
         if (out) {

@@ -89,7 +89,7 @@ static char *nn(char *p)
 
 static int shortened(const char *f)
 {
-    return strlen(f) > 3 + 8 + strlen(SUFFIX) &&
+    return strlen(f) >= 3 + 8 + strlen(SUFFIX) &&
            !memcmp(f + strlen(f) - strlen(SUFFIX) - 11, "\xe2\x80\xa5", 3);
 }
 
@@ -109,6 +109,8 @@ static void one(const char *n, char **esc, char **item, char **dir)
     FUZZ_CHECK(fs_ends_with(f, SUFFIX), "item file name lost its suffix");
     if (valid_utf8(n))
         FUZZ_CHECK(valid_utf8(f), "shortening broke UTF-8");
+    if (shortened(f) && strlen(e) + strlen(SUFFIX) > NAME_MAX)
+        FUZZ_CHECK(fl >= 197 + 3 + 8 + strlen(SUFFIX), "a shortened name kept %zu bytes", fl);
     if (!shortened(f) || strlen(e) + strlen(SUFFIX) <= NAME_MAX) {
         /* tree.c finds an item by unescaping its file name minus the suffix */
         char *base = nn(strndup(f, fl - strlen(SUFFIX)));
