@@ -345,6 +345,9 @@ char *fs_item_fname(const char *name, const char *suffix);
 char *fs_dir_name(const char *name);
 /** Reverse of fs_escape_name for a directory name (new string). */
 char *fs_unescape_name(const char *shown);
+/** Reverse of fs_escape_name for an item's file name minus its suffix: no
+ * `．`/`．．` directory forms (new string). */
+char *fs_unescape_item_name(const char *shown);
 uint32_t fs_crc32(const char *s, size_t n);
 int fs_ends_with(const char *s, const char *suf);
 /** libfuse's name for an unlinked file that is still open (hard_remove off). */

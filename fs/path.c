@@ -17,7 +17,9 @@
  * stands for itself. So `mkdir "a‛b"` asks for the platform folder `a‛b`,
  * which lists as `a‛‛b`; `mkdir "a‛‛b"` gives the same folder under the
  * name typed. Unescaping is the inverse of escaping on escaped names only:
- * `‛‛‛` and `‛‛‛‛` both unescape to `‛‛`.
+ * `‛‛‛` and `‛‛‛‛` both unescape to `‛‛`. fs_unescape_item_name is the
+ * same without the directory forms below: an item named `．` has the file
+ * `．___objects.json`, and its name is `．`, not `.`.
  *
  * Directories: a folder named `.` or `..` is shown as `．` / `．．`
  * (U+FF0E), an empty name as `．．．`. A file name longer than NAME_MAX
@@ -79,15 +81,11 @@ char *fs_escape_name(const char *name)
     return out;
 }
 
-char *fs_unescape_name(const char *shown)
+char *fs_unescape_item_name(const char *shown)
 {
     size_t n = strlen(shown);
     char *out, *o;
 
-    if (!strcmp(shown, FULLWIDTH_DOT))
-        return strdup(".");
-    if (!strcmp(shown, FULLWIDTH_DOT FULLWIDTH_DOT))
-        return strdup("..");
     out = malloc(n + 1);
     if (!out)
         return NULL;
@@ -108,6 +106,15 @@ char *fs_unescape_name(const char *shown)
     }
     *o = 0;
     return out;
+}
+
+char *fs_unescape_name(const char *shown)
+{
+    if (!strcmp(shown, FULLWIDTH_DOT))
+        return strdup(".");
+    if (!strcmp(shown, FULLWIDTH_DOT FULLWIDTH_DOT))
+        return strdup("..");
+    return fs_unescape_item_name(shown);
 }
 
 char *fs_dir_name(const char *name)
@@ -137,8 +144,10 @@ char *fs_item_fname(const char *name, const char *suffix)
         }
     } else {
         size_t cut = 200;
-        /* back off to a UTF-8 boundary: never cut before a continuation byte */
-        while (cut > 0 && ((unsigned char)e[cut] & 0xC0) == 0x80)
+        /* back off to a UTF-8 boundary: never cut before a continuation byte
+         * (at most 3: a longer run is invalid UTF-8, which is kept as it is,
+         * not cut down to nothing) */
+        while (cut > 197 && ((unsigned char)e[cut] & 0xC0) == 0x80)
             cut--;
         out = malloc(cut + 3 + 8 + sl + 1);
         if (out) {

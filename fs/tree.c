@@ -779,7 +779,7 @@ int fs_folder_find_item(struct fs_state *st, struct fs_folder *f, const char *fn
     if (fl <= sl || strcmp(fname + fl - sl, suf))
         return -ENOENT;
     base = strndup(fname, fl - sl);
-    name = base ? fs_unescape_name(base) : NULL;
+    name = base ? fs_unescape_item_name(base) : NULL;
     free(base);
     if (!name)
         return -ENOMEM;

@@ -9,7 +9,9 @@ PKGS=(meson ninja-build pkg-config gcc libc6-dev
       python3 python3-pytest python3-pytest-timeout
       jq attr rsync vim perl curl util-linux procps
       emacs-nox nano tar zip unzip coreutils    # tests/integration/test_tools.py
-      openssl gdb)                              # tests/integration/test_security.py
+      openssl gdb                               # tests/integration/test_security.py
+      clang libclang-rt-14-dev                  # scripts/fuzz.sh: libFuzzer (only Recommended by clang-14)
+      valgrind)                                 # scripts/valgrind.sh
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -3,7 +3,10 @@
 #  1. installs what is missing (scripts/deps.sh)
 #  2. builds twice: build/ (debugoptimized) and build-asan/ (ASan + UBSan)
 #  3. runs the C unit tests in both builds (meson test)
-#  4. runs the emulator's tests and the integration tests (pytest, real FUSE
+#  4. fuzzes each parser for a few seconds (scripts/fuzz.sh: clang libFuzzer
+#     in build-fuzz/) and runs valgrind memcheck over the unit tests and a
+#     mount session (scripts/valgrind.sh, the plain build/)
+#  5. runs the emulator's tests and the integration tests (pytest, real FUSE
 #     mounts) against the ASan/UBSan binaries
 # A skipped test counts as a failure: everything here is expected to run.
 # Ends with "N passed, N failed" and exits non-zero on any failure.
@@ -66,6 +69,26 @@ print(ok, bad)' "$log")
 }
 meson_stage build
 meson_stage build-asan
+
+# a script printing "<prefix> NAME pass|fail ..." per case: one count each
+lines_stage() { # name, prefix, timeout, command...
+    local name=$1 prefix=$2 limit=$3 out ok bad rc
+    shift 3
+    note "$name"
+    out=$(mktemp)
+    timeout "$limit" "$@" 2>&1 | tee "$out"
+    rc=${PIPESTATUS[0]}
+    ok=$(grep -c "^$prefix: [^ ]* pass" "$out")
+    bad=$(grep -c "^$prefix: [^ ]* fail" "$out")
+    rm -f "$out"
+    passed=$((passed + ok)); failed=$((failed + bad))
+    if [ $rc -ne 0 ] || [ $((ok + bad)) -eq 0 ]; then
+        [ "$bad" -eq 0 ] && failed=$((failed + 1))
+        stage_fail "$name"
+    fi
+}
+lines_stage fuzz fuzz-result 900 scripts/fuzz.sh 10
+lines_stage valgrind valgrind-result 900 scripts/valgrind.sh build
 
 # pytest: parse the JUnit XML for counts; skips are failures
 pytest_stage() { # name, paths...

@@ -315,6 +315,10 @@ long long emu_count(struct emu *e, const char *route)
 struct sa_client *emu_client(struct emu *e, const char *token, double scale, int maxconn)
 {
     char err[256];
+    /* slower runs (scripts/valgrind.sh) stretch every deadline */
+    const char *slow = getenv("SAFS_TEST_TIMEOUT_SCALE");
+    if (slow && atof(slow) > 0)
+        scale = (scale > 0 ? scale : 1.0) * atof(slow);
     struct sa_config cfg = {
         .token = token ? token : "emulator-token=1",
         .url = e->url,
