@@ -1,0 +1,105 @@
+"""The model-checked stress test (tests/stress/stress.py) in short runs, and
+minimal reproductions of what it found.
+
+The long run is a documented command (README.md, "Reliability" / "Stress"):
+    /usr/bin/python3 tests/stress/stress.py --seconds 600 --threads 8 --files 50 --seed S
+"""
+import errno
+import json
+import os
+import random
+import sys
+import threading
+import time
+
+import pytest
+
+from harness import SUFFIX, read
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "stress"))
+import stress  # noqa: E402
+
+KINDS = ("save-trunc", "save-rdwr-ftruncate", "save-fsync", "save-rename", "save-invalid",
+         "status", "unlink", "truncate-same", "truncate-invalid", "read-own", "read-A-ok",
+         "read-B-ok")
+
+
+def run_stress(emulator, mount, tmp_path, seed, seconds, capsys=None):
+    lines = []
+
+    def log(m):
+        lines.append(m)
+        print(m, flush=True)
+
+    s = stress.Stress(emulator, str(tmp_path / "stress"), seed, seconds, threads=4, files=12,
+                      readers=2, log=log, mount_factory=lambda d: mount(stress.PROJECT))
+    ok = s.run()
+    assert ok, "stress failed, seed %d:\n%s" % (seed, "\n".join(s.errors[:30]))
+    # every kind of operation ran, and the final comparison covered every file
+    ran = {k: sum(v for c, v in s.counts.items() if c.startswith(k)) for k in KINDS}
+    assert all(ran.values()), ("some operations never ran (seed %d)" % seed, ran)
+    assert not [f.fname for f in s.files if f.tainted]
+    return s
+
+
+def test_stress_fixed_seed(emulator, mount, tmp_path):
+    """30 s, 4 writer threads + 2 readers on a second mount, 12 files, seed 20261202."""
+    run_stress(emulator, mount, tmp_path, 20261202, 30)
+
+
+def test_stress_random_seed(emulator, mount, tmp_path):
+    """20 s with a new seed each run (printed: repeat it with stress.py --seed)."""
+    seed = random.SystemRandom().randrange(1, 1 << 31)
+    print("stress seed %d" % seed)
+    run_stress(emulator, mount, tmp_path, seed, 20)
+
+
+# ---------------------------------------------------------------------------
+@pytest.mark.xfail(strict=True, reason="open BUG: rename(scratch, f) while f is open elsewhere: "
+                   "libfuse first renames f to .fuse_hidden… (hard_remove off); an open of f "
+                   "racing with the rename reaches the hidden name and fs/ops.c op_open answers "
+                   "ENOENT for a ghost, although f never stopped existing (found by "
+                   "tests/stress/stress.py)")
+def test_open_during_rename_onto_open_file(emulator, mount, api):
+    """A program holds f open; an editor saves f by rename(tmp, f) (slow: the
+    platform answers in 150 ms); a third program opens f meanwhile: rename is
+    atomic, so the open succeeds and reads one whole version (old or new)."""
+    m = mount()
+    name = sorted(n for n in os.listdir(m.path) if n.endswith(SUFFIX))[0]
+    f = m.p(name)
+    old = json.loads(read(f))
+    new = dict(old, tags=["stress-rename"])
+    tmp = m.p("." + name + ".tmp")
+    with open(tmp, "w") as o:
+        json.dump(new, o)
+    holder = open(f, "rb")
+    got = {}
+    try:
+        emulator.latency(150)
+
+        def rename():
+            os.rename(tmp, f)
+            got["renamed"] = time.monotonic()
+
+        t = threading.Thread(target=rename)
+        t.start()
+        time.sleep(0.3)
+        started = time.monotonic()
+        try:
+            with open(f, "rb") as r:
+                got["data"] = r.read()
+        except OSError as e:
+            got["errno"] = e.errno
+        got["opened"] = time.monotonic()
+        t.join(120)
+        assert not t.is_alive(), "rename never returned"
+        emulator.latency(0)
+    finally:
+        emulator.latency(0)
+        holder.close()
+    assert got.get("renamed", 0) > started, "the open did not overlap the rename: %r" % got
+    # the rename itself worked: the platform holds the new document
+    assert api.document("Demo Vector", None,
+                        name[:-len(SUFFIX)])["tags"] == ["stress-rename"]
+    assert got.get("errno") != errno.ENOENT, "open of %s during the rename: ENOENT" % name
+    assert json.loads(got["data"])["tags"] in (old["tags"], ["stress-rename"])
