@@ -122,8 +122,17 @@ static int op_open(const char *path, struct fuse_file_info *fi)
         return r;
     switch (l.kind) {
     case FS_K_NONE:
-    case FS_K_GHOST:
         r = -ENOENT;
+        break;
+    case FS_K_GHOST:
+        /* an open that raced with libfuse's hide of an open file (rm, or a
+         * rename onto it) reaches the hidden name: rename and unlink are
+         * atomic, so a read-only open serves the item's document; a write
+         * open would write a removed file */
+        if ((fi->flags & O_ACCMODE) != O_RDONLY)
+            r = fs_refuse(st, "open", path, ENOENT, "the file was removed while opening it");
+        else
+            r = fs_open_item(st, l.item, path, fi, NULL, 0);
         break;
     case FS_K_TEAM:
     case FS_K_PROJECT:

@@ -151,8 +151,7 @@ class FileModel:
 
 class Stress:
     def __init__(self, emulator, workdir, seed, seconds, threads, files, readers, log=print,
-                 mount_factory=None, strict=False):
-        self.strict = strict
+                 mount_factory=None):
         self.em, self.workdir, self.seed = emulator, workdir, seed
         self.seconds, self.nthreads, self.nfiles, self.nreaders = seconds, threads, files, readers
         self.log = log
@@ -273,14 +272,6 @@ class Stress:
         if err:
             if err == errno.ENOENT and which == "A" and absent:
                 self.count("read-A-enoent-unlinked")
-                return
-            if (err == errno.ENOENT and which == "A" and stage == "open" and not self.strict
-                    and any(o[2] == "op_rename" for o in self.busy(f, t0, t1))):
-                # KNOWN BUG (test_stress.py::test_open_during_rename_onto_open_file):
-                # libfuse hides a rename target that is open (.fuse_hidden…);
-                # an open racing with it reaches the hidden name, which the
-                # daemon answers ENOENT, although the name never stopped existing
-                self.count("KNOWN-BUG-open-enoent-during-rename")
                 return
             self.error("read of %s on mount %s in [%.3f, %.3f]: %s failed: %s (unlinked in that time: %s)%s"
                        % (f.fname, which, t0, t1, stage, os.strerror(err), absent, self.around(f, t0, t1)))
@@ -723,8 +714,6 @@ def main():
     ap.add_argument("--threads", type=int, default=4)
     ap.add_argument("--files", type=int, default=12)
     ap.add_argument("--readers", type=int, default=2)
-    ap.add_argument("--strict", action="store_true",
-                    help="known bugs (test_stress.py's xfail reproducers) fail the run too")
     ap.add_argument("--workdir", default=None, help="kept afterwards (default: a temporary one, removed on success)")
     a = ap.parse_args()
     seed = a.seed if a.seed is not None else random.SystemRandom().randrange(1, 1 << 31)
@@ -734,7 +723,7 @@ def main():
     ok = False
     try:
         s = Stress(em, wd, seed, a.seconds, a.threads, a.files, a.readers,
-                   log=lambda m: print(m, flush=True), strict=a.strict)
+                   log=lambda m: print(m, flush=True))
         ok = s.run()
     finally:
         em.stop(check=False)
