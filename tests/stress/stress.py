@@ -271,7 +271,7 @@ class Stress:
             absent = any(a <= t1 and b >= t0 for a, b in f.absent)
         if err:
             if err == errno.ENOENT and which == "A" and absent:
-                self.count("read-A-enoent-unlinked")
+                self.count("~read-A-enoent-unlinked")
                 return
             self.error("read of %s on mount %s in [%.3f, %.3f]: %s failed: %s (unlinked in that time: %s)%s"
                        % (f.fname, which, t0, t1, stage, os.strerror(err), absent, self.around(f, t0, t1)))
@@ -282,7 +282,7 @@ class Stress:
                 # FUSE's getattr has no file handle: an fstat while the file
                 # changes (or another descriptor has unsaved writes) answers the
                 # file's current length (docs/fs-choices.md "Attributes")
-                self.count("read-%s-fstat-differs-while-changing" % which)
+                self.count("~read-%s-fstat-differs-while-changing" % which)
             else:
                 self.error("read of %s on mount %s: fstat sizes %r, %d bytes read, "
                            "no operation on the file meanwhile%s"
@@ -302,7 +302,7 @@ class Stress:
                        "of the op that made it)%s"
                        % (f.fname, which, t0, t1, len(versions), seen, nh, self.around(f, t0, t1)))
         else:
-            self.count("read-%s-ok" % which)
+            self.count("~read-%s-ok" % which)
 
     def busy(self, f, t0, t1):
         with self.lock:
@@ -692,12 +692,34 @@ class Stress:
             if rep:
                 self.error("sanitizer report in %s:\n%s" % (m.log_path, rep))
 
+    def summary(self):
+        """Operations by kind ('~' counters are outcomes of reads, not operations)."""
+        kinds = {}
+        for k, v in self.counts.items():
+            if k.startswith("~"):
+                continue
+            g = ("save (rename of a scratch file)" if k.startswith("save-rename")
+                 else "save (invalid JSON: EINVAL)" if k == "save-invalid"
+                 else "save (open/write/close)" if k.startswith("save-")
+                 else "truncate(2)" if k.startswith("truncate")
+                 else "unlink" if k == "unlink"
+                 else "re-create by touch after rm" if k.startswith("unlink-touch")
+                 else "setxattr status" if k == "status"
+                 else "read (owner)" if k == "read-own"
+                 else "read (other thread, mount A)" if k == "read-A"
+                 else "read (second mount B)" if k == "read-B" else k)
+            kinds[g] = kinds.get(g, 0) + v
+        return kinds
+
     def report(self):
-        total = sum(v for k, v in self.counts.items())
+        kinds = self.summary()
         self.log("stress: seed %d: %d operations in %.0f s (%.1f s with setup and checks)"
-                 % (self.seed, total, self.seconds, self.elapsed))
+                 % (self.seed, sum(kinds.values()), self.seconds, self.elapsed))
+        for k in sorted(kinds):
+            self.log("  %-36s %7d" % (k, kinds[k]))
+        self.log("  details:")
         for k in sorted(self.counts):
-            self.log("  %-36s %7d" % (k, self.counts[k]))
+            self.log("    %-40s %7d" % (k, self.counts[k]))
         if self.errors:
             self.log("stress FAILED, seed %d: %d errors; repeat: /usr/bin/python3 tests/stress/stress.py "
                      "--seed %d --seconds %d --threads %d --files %d --readers %d"
