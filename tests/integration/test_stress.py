@@ -109,4 +109,3 @@ def test_open_during_rename_onto_open_file(emulator, mount, api):
                         name[:-len(SUFFIX)])["tags"] == ["stress-rename"]
     assert got.get("errno") != errno.ENOENT, "open of %s during the rename: ENOENT" % name
     assert json.loads(got["data"])["tags"] in (old["tags"], ["stress-rename"])
-
