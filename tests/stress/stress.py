@@ -273,16 +273,6 @@ class Stress:
             if err == errno.ENOENT and which == "A" and absent:
                 self.count("~read-A-enoent-unlinked")
                 return
-            if (err == errno.ENOENT and which == "A" and stage == "open"
-                    and any(o[2] == "op_rename" for o in self.busy(f, t0, t1))):
-                # OPEN BUG, rare (1 in a 600 s run): an open of f racing with
-                # rename(scratch, f) while f is open elsewhere can still be
-                # ENOENT (libfuse hides an open target as .fuse_hidden… first;
-                # suspected: the hidden name is unlinked at its last close before
-                # the racing open reaches it). Counted and reported, not failed:
-                # README "Known limits"
-                self.count("KNOWN-BUG-open-enoent-during-rename")
-                return
             self.error("read of %s on mount %s in [%.3f, %.3f]: %s failed: %s (unlinked in that time: %s)%s"
                        % (f.fname, which, t0, t1, stage, os.strerror(err), absent, self.around(f, t0, t1)))
             return
@@ -706,7 +696,7 @@ class Stress:
         """Operations by kind ('~' counters are outcomes of reads, not operations)."""
         kinds = {}
         for k, v in self.counts.items():
-            if k.startswith("~") or k.startswith("KNOWN"):
+            if k.startswith("~"):
                 continue
             g = ("save (rename of a scratch file)" if k.startswith("save-rename")
                  else "save (invalid JSON: EINVAL)" if k == "save-invalid"
