@@ -149,6 +149,7 @@ struct fs_ghost {           /**< `.fuse_hidden…`: an unlinked item still open 
     struct fs_item *item;   /**< a ref */
     size_t size;
     struct timespec mtime;
+    double gone_at;         /**< libfuse unlinked it at the last close (fs_now; 0: not) */
 };
 
 struct fs_folder {
@@ -543,6 +544,9 @@ int fs_unlink_item(struct fs_state *st, struct fs_item *it, const char *path);
 int fs_unlink_hide(struct fs_state *st, struct fs_item *it, struct fs_folder *f,
                    const char *ghost, const char *path);
 int fs_unlink_ghost(struct fs_state *st, struct fs_folder *f, const char *name);
+/** The item (a new ref) of a ghost libfuse unlinked within FS_GHOST_KEEP s,
+ * for an open that raced with it; NULL if none. */
+struct fs_item *fs_ghost_gone_item(struct fs_state *st, struct fs_folder *f, const char *name);
 /** A re-create of a hidden name: cancels the pending delete and returns the
  * base of the save (a ref, or NULL). Waits for a delete in flight. */
 struct fs_ver *fs_recreate(struct fs_state *st, struct fs_item *it);

@@ -122,6 +122,18 @@ static int op_releasedir(const char *path, struct fuse_file_info *fi)
 
 /* ----------------------------------------------------------- open/create */
 
+/* An open that raced with libfuse's hide of an open file (rm, or a rename
+ * onto it: it looked the name up before, its OPEN reaches the hidden name).
+ * rename and unlink are atomic, so a read-only open serves the item's
+ * document; a write open would write a removed file. */
+static int open_ghost(struct fs_state *st, struct fs_item *it, const char *path,
+                      struct fuse_file_info *fi)
+{
+    if ((fi->flags & O_ACCMODE) != O_RDONLY)
+        return fs_refuse(st, "open", path, ENOENT, "the file was removed while opening it");
+    return fs_open_item(st, it, path, fi, NULL, 0);
+}
+
 static int op_open(const char *path, struct fuse_file_info *fi)
 {
     struct fs_state *st = fs_st();
@@ -131,8 +143,18 @@ static int op_open(const char *path, struct fuse_file_info *fi)
         return r;
     switch (l.kind) {
     case FS_K_NONE:
-    case FS_K_GHOST:
         r = -ENOENT;
+        if (l.fold && l.leaf && fs_is_fuse_hidden(l.leaf)) {
+            /* the ghost's last close came first (fs_ghost_gone_item) */
+            struct fs_item *gone = fs_ghost_gone_item(st, l.fold, l.leaf);
+            if (gone) {
+                r = open_ghost(st, gone, path, fi);
+                fs_item_put(st, gone);
+            }
+        }
+        break;
+    case FS_K_GHOST:
+        r = open_ghost(st, l.item, path, fi);
         break;
     case FS_K_TEAM:
     case FS_K_PROJECT:

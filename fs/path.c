@@ -192,7 +192,10 @@ static int lookup_in_folder(struct fs_state *st, struct fs_folder *f, const char
     } else if ((loc->scr = fs_map_get(&f->scratch, name))) {
         loc->kind = FS_K_SCRATCH;
         loc->scr->refs++;
-    } else if ((loc->ghost = fs_map_get(&f->ghosts, name))) {
+    } else if (fs_map_get(&f->ghosts, name) &&
+               !((struct fs_ghost *)fs_map_get(&f->ghosts, name))->gone_at) {
+        /* a ghost libfuse already unlinked is nothing (but op_open) */
+        loc->ghost = fs_map_get(&f->ghosts, name);
         loc->kind = FS_K_GHOST;
         loc->item = loc->ghost->item;
     } else if (f->proj->p.type == SA_PT_VIDEO && fs_ends_with(name, FRAMES_SUFFIX) &&

@@ -109,17 +109,81 @@ int fs_unlink_hide(struct fs_state *st, struct fs_item *it, struct fs_folder *f,
     return 0;
 }
 
+/* libfuse unlinks a ghost at its last close, and an open that raced with
+ * the hide (it looked the name up before; its OPEN reaches the hidden name)
+ * may arrive after that: the ghost is kept, invisible, for FS_GHOST_KEEP s
+ * so that such an open still finds the item. A rename onto an open file can
+ * take that long on a slow platform (libfuse sends the open after it). */
+#define FS_GHOST_KEEP 60.0
+
+struct gone_scan {
+    double now;
+    char **keys;
+    size_t n, cap;
+};
+
+static void gone_cb(void *ud, const char *k, void *v)
+{
+    struct gone_scan *s = ud;
+    struct fs_ghost *g = v;
+    if (!g->gone_at || s->now - g->gone_at <= FS_GHOST_KEEP)
+        return;
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? 2 * s->cap : 8;
+        char **nk = realloc(s->keys, cap * sizeof *nk);
+        if (!nk)
+            return; /* purged at a later unlink */
+        s->keys = nk;
+        s->cap = cap;
+    }
+    if ((s->keys[s->n] = strdup(k)))
+        s->n++;
+}
+
 int fs_unlink_ghost(struct fs_state *st, struct fs_folder *f, const char *name)
 {
-    struct fs_ghost *g;
+    struct fs_ghost *g, **old = NULL;
+    struct gone_scan s = {.now = fs_now()};
+    size_t n = 0;
+
     pthread_mutex_lock(&st->mu);
-    g = fs_map_del(&f->ghosts, name);
-    pthread_mutex_unlock(&st->mu);
-    if (!g)
+    g = fs_map_get(&f->ghosts, name);
+    if (!g || g->gone_at) {
+        pthread_mutex_unlock(&st->mu);
         return -ENOENT;
-    fs_item_put(st, g->item);
-    free(g);
+    }
+    g->gone_at = s.now;
+    /* ghosts unlinked long ago go now */
+    fs_map_each(&f->ghosts, gone_cb, &s);
+    if (s.n)
+        old = malloc(s.n * sizeof *old);
+    for (size_t i = 0; i < s.n; i++) {
+        struct fs_ghost *x = old ? fs_map_del(&f->ghosts, s.keys[i]) : NULL;
+        if (x)
+            old[n++] = x;
+        free(s.keys[i]);
+    }
+    free(s.keys);
+    pthread_mutex_unlock(&st->mu);
+    for (size_t i = 0; i < n; i++) {
+        fs_item_put(st, old[i]->item);
+        free(old[i]);
+    }
+    free(old);
     return 0;
+}
+
+struct fs_item *fs_ghost_gone_item(struct fs_state *st, struct fs_folder *f, const char *name)
+{
+    struct fs_item *it = NULL;
+    pthread_mutex_lock(&st->mu);
+    struct fs_ghost *g = fs_map_get(&f->ghosts, name);
+    if (g && g->gone_at && fs_now() - g->gone_at <= FS_GHOST_KEEP) {
+        it = g->item;
+        fs_item_get(it);
+    }
+    pthread_mutex_unlock(&st->mu);
+    return it;
 }
 
 struct fs_ver *fs_recreate(struct fs_state *st, struct fs_item *it)
