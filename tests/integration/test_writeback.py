@@ -360,3 +360,30 @@ def test_default_mode_requests_per_changed_file(mount, emulator, api, proj, tmp_
     assert dl <= 2, routes                    # one batch (download/method + stream)
     assert total - wf - dl <= 4 * len(proj), routes
     assert emulator.uploads(routes) == len(proj)
+
+
+def test_dead_server_during_drain_stays_journaled_then_replays(mount, emulator, api, proj):
+    m = mount(P, opts=dict(WBC, drain_timeout="2", timeout="0.05"))
+    for n in proj[:3]:
+        read(fp(m, "f", n))
+    emulator.faults([{"path": pre, "status": 503, "count": -1}
+                     for pre in ("/api/", "/folder", "/image", "/annotations", "/user")])
+    for n in proj[:3]:
+        write(fp(m, "f", n), enc(doc(n, "dead")))
+    t0 = time.monotonic()
+    m.unmount()                                  # drains for at most drain_timeout
+    assert time.monotonic() - t0 < 30            # never a hang
+    assert "stay journaled in" in m.log()
+    assert len(journal_files(m)) == 3
+    emulator.clear_faults()
+    for n in proj[:3]:
+        assert tags(api, "f", n) == ["orig"]
+    emulator.reset_requests()
+    m2 = mount(P, opts=WB)
+    wait_landed(m2)
+    for n in proj[:3]:
+        assert tags(api, "f", n) == ["dead"]
+        assert api.status(P, "f", n) == "InProgress"
+    ups = [r for r in emulator.requests() if r.get("path") == "/api/v4/items/annotations/upload"]
+    assert len(ups) == 1
+    assert not recovered_bytes(m.recovery_dir) and not recovered_bytes(m2.recovery_dir)
