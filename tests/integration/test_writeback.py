@@ -133,6 +133,10 @@ def test_coalescing_one_upload(mount, emulator, api, proj):
         write(path, enc(doc(name, "v%d" % i)))
         assert json.loads(read(path))["tags"] == ["v%d" % i]
     assert len(journal_files(m)) == 1
+    assert xget(path, "user.safs.sync") == "pending"
+    time.sleep(1.1)     # user.safs.stats is a snapshot of at most a second
+    st = json.loads(xget(m.p("f"), "user.safs.stats"))
+    assert st["uploads_pending"] == 1, st
     emulator.clear_faults()
     fd = os.open(path, os.O_RDONLY)
     os.fsync(fd)
@@ -387,3 +391,50 @@ def test_dead_server_during_drain_stays_journaled_then_replays(mount, emulator, 
     ups = [r for r in emulator.requests() if r.get("path") == "/api/v4/items/annotations/upload"]
     assert len(ups) == 1
     assert not recovered_bytes(m.recovery_dir) and not recovered_bytes(m2.recovery_dir)
+
+
+def test_sigterm_drains(mount, emulator, api, proj):
+    m = mount(P, opts=WBC)
+    for n in proj:
+        read(fp(m, "f", n))
+    hold_uploader(emulator)
+    for n in proj:
+        write(fp(m, "f", n), enc(doc(n, "term")))
+    emulator.clear_faults()
+    os.kill(m.pid, signal.SIGTERM)
+    m.proc.wait(30)             # exits (libfuse reports the signal: exit 1)
+    m.mounted = False
+    run(["fusermount3", "-u", "-z", m.path], check=False)
+    for n in proj:
+        assert tags(api, "f", n) == ["term"]
+    assert journal_files(m) == []
+    assert "unmount drains" in m.log()
+
+
+def test_kill9_mid_upload_then_remount_lands_once(mount, emulator, api, proj):
+    m = mount(P, opts=WBC)
+    for n in proj:
+        read(fp(m, "f", n))
+    # the upload request is slow: the daemon is killed while it is in flight
+    emulator.faults({"method": "POST", "path": "/api/v4/items/annotations/upload",
+                     "delay_ms": 3000, "count": 1})
+    for n in proj:
+        write(fp(m, "f", n), enc(doc(n, "mid")))
+    assert wait_for(lambda: any(r.get("path") == SEARCH for r in emulator.requests()), 10)
+    time.sleep(1.0)
+    os.kill(m.pid, signal.SIGKILL)
+    m.proc.wait(10)
+    run(["fusermount3", "-u", "-z", m.path], check=False)
+    m.mounted = False
+    assert len(journal_files(m)) == len(proj)
+    time.sleep(3)       # the slow upload finishes on the server (or not)
+    emulator.clear_faults()
+    emulator.reset_requests()
+    m2 = mount(P, opts=WB)
+    wait_landed(m2)
+    for n in proj:
+        assert tags(api, "f", n) == ["mid"]
+        assert api.status(P, "f", n) == "InProgress"
+    ups = [r for r in emulator.requests() if r.get("path") == "/api/v4/items/annotations/upload"]
+    assert len(ups) <= 1, ups
+    assert not recovered_bytes(m2.recovery_dir)
