@@ -134,7 +134,10 @@ static int op_open(const char *path, struct fuse_file_info *fi)
         r = -EISDIR;
         break;
     case FS_K_ITEM:
-        fs_item_revalidate(st, l.item);
+        /* -o writeback: an O_TRUNC write (cp's destination) reads nothing
+         * and the uploader checks the version: no request at open */
+        if (!(st->wb && (fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY))
+            fs_item_revalidate(st, l.item);
         r = fs_open_item(st, l.item, path, fi, NULL, 0);
         break;
     case FS_K_FRAMES:

@@ -143,7 +143,13 @@ def main():
         tag = "%s%d" % (kind, seq[0])
         src = src_tree(tag)
         wb = kind != "cp-default"
-        m = Mount(em, os.path.join(work, tag), P, {"writeback": True} if wb else {})
+        # safs's own defaults (cache_timeout 5 s, kernel TTLs 1 s), not the
+        # test harness's zeros
+        opts = {"cache_timeout": None, "attr_timeout": None, "entry_timeout": None,
+                "negative_timeout": None}
+        if wb:
+            opts["writeback"] = True
+        m = Mount(em, os.path.join(work, tag), P, opts)
         try:
             os.listdir(m.p(F))
             em.latency(lat)
