@@ -299,6 +299,13 @@ int fs_journal_load(const char *dir, struct fs_jrec ***out, size_t *n)
         return -errno;
     while ((de = readdir(d))) {
         struct fs_jrec *r;
+        if (de->d_name[0] == '.' && fs_ends_with(de->d_name, ".tmp")) {
+            /* a record a crash left half-written: never renamed, never a save */
+            char tmp[PATH_MAX];
+            snprintf(tmp, sizeof tmp, "%s/%s", dir, de->d_name);
+            unlink(tmp);
+            continue;
+        }
         if (!fs_ends_with(de->d_name, ".rec") || de->d_name[0] == '.')
             continue;
         r = calloc(1, sizeof *r);

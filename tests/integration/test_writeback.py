@@ -438,3 +438,27 @@ def test_kill9_mid_upload_then_remount_lands_once(mount, emulator, api, proj):
     ups = [r for r in emulator.requests() if r.get("path") == "/api/v4/items/annotations/upload"]
     assert len(ups) <= 1, ups
     assert not recovered_bytes(m2.recovery_dir)
+
+
+def test_folder_mount_replays_only_its_folder(mount, emulator, api, proj):
+    m = mount(P, opts=WBC)
+    read(fp(m, "f", proj[0]))
+    os.listdir(m.p("big"))
+    hold_uploader(emulator)
+    write(fp(m, "f", proj[0]), enc(doc(proj[0], "scoped")))
+    write(fp(m, "big", "b000.jpg"), enc(doc("b000.jpg", "other")))
+    assert len(journal_files(m)) == 2
+    os.kill(m.pid, signal.SIGKILL)
+    m.proc.wait(10)
+    run(["fusermount3", "-u", "-z", m.path], check=False)
+    m.mounted = False
+    emulator.clear_faults()
+    m2 = mount(P + "/f", opts=WB)
+    assert wait_for(lambda: len(journal_files(m2)) == 1, 30)
+    assert tags(api, "f", proj[0]) == ["scoped"]
+    assert "for other projects or folders" in m2.log()
+    m2.unmount()
+    assert api.document(P, "big", "b000.jpg").get("tags", []) != ["other"]
+    m3 = mount(P, opts=WB)
+    wait_landed(m3)
+    assert tags(api, "big", "b000.jpg") == ["other"]
