@@ -1,7 +1,8 @@
 /** @file
  * -o writeback (docs/fs-choices.md "Write-back"): close() journals a save
- * (journal.c) and the store shows its final form; one background thread,
- * the uploader, lands journaled saves in batches per folder:
+ * (journal.c) and the store shows its final form; background threads (the
+ * uploader, WB_THREADS of them: one batch each in flight) land journaled
+ * saves in batches per folder:
  *
  *   1. the batch's versions: one listing by names (never a GET per item);
  *      a key other than the save's base is a conflict, unless the platform
@@ -40,6 +41,7 @@
 #define WB_BATCH 500         /* saves per batch (the status call's size) */
 #define WB_GATHER 0.3        /* the oldest save waits this long for its neighbours */
 #define WB_BACKOFF_MAX 30.0
+#define WB_THREADS 2         /* batches in flight at once (other folders, or more of one) */
 
 struct wb_old { uint64_t seq; char *data; size_t len; };
 
@@ -71,7 +73,7 @@ struct fs_wb {
     size_t n_projs;
     int stop, started, urgent;
     double deadline;
-    pthread_t th;
+    pthread_t th[WB_THREADS];
     uint64_t n_failed, n_conflicted;
 };
 
@@ -704,6 +706,7 @@ static void settle(struct fs_state *st, struct batch *b, struct wbe **gone)
         *gone = x;
     }
     pthread_cond_broadcast(&wb->done_cv);
+    pthread_cond_broadcast(&wb->cv); /* promoted saves, for the other thread */
 }
 
 /* May @p e go now? (its batch then takes every queued save of its folder) */
@@ -925,9 +928,12 @@ void fs_wb_start(struct fs_state *st)
     struct fs_wb *wb = st->wb;
     if (!wb || wb->started)
         return;
-    if (pthread_create(&wb->th, NULL, uploader, st) == 0)
-        wb->started = 1;
-    else
+    for (int i = 0; i < WB_THREADS; i++) {
+        if (pthread_create(&wb->th[i], NULL, uploader, st))
+            break;
+        wb->started++;
+    }
+    if (!wb->started)
         fs_log(st, LOG_ERR, "write-back: cannot start the uploader; saves stay journaled");
 }
 
@@ -950,8 +956,8 @@ void fs_wb_stop(struct fs_state *st)
     if (left)
         fs_log(st, LOG_INFO, "write-back: unmount drains %zu journaled save(s) (at most %.0f s)",
                left, st->cfg->drain_timeout);
-    if (wb->started)
-        pthread_join(wb->th, NULL);
+    for (int i = 0; i < wb->started; i++)
+        pthread_join(wb->th[i], NULL);
     wb->started = 0;
     left = 0;
     pthread_mutex_lock(&wb->mu);
