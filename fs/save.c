@@ -496,6 +496,10 @@ int fs_status_set_item(struct fs_state *st, struct fs_item *it, const char *stat
 
     if (r < 0)
         return r;
+    /* -o writeback: the journaled saves land first (their status step would
+     * otherwise come after this one) */
+    if (st->wb)
+        fs_wb_wait_item(st, it);
     pthread_mutex_lock(&it->save_mu);
     dirty = fs_doc_dirty_len(st, it, &dl);
     if (dirty) {
@@ -542,6 +546,8 @@ int fs_status_set_dir(struct fs_state *st, struct fs_folder *f, const char *stat
 
     if (v < 0)
         return v;
+    if (st->wb)
+        fs_wb_wait_folder(st, f);
     r = fs_folder_refresh(st, f, FS_REFRESH_FORCE);
     if (r)
         return r;

@@ -462,3 +462,17 @@ def test_folder_mount_replays_only_its_folder(mount, emulator, api, proj):
     m3 = mount(P, opts=WB)
     wait_landed(m3)
     assert tags(api, "big", "b000.jpg") == ["other"]
+
+
+def test_status_set_waits_for_pending_save(mount, emulator, api, proj):
+    m = mount(P, opts=WBC)
+    name = proj[1]
+    path = fp(m, "f", name)
+    read(path)
+    write(path, enc(doc(name, "then-status")))
+    # the save's own status step (InProgress) must not come after this
+    os.setxattr(path, "user.superannotate.status", b"Completed")
+    assert xget(path, "user.safs.sync") == "clean"
+    assert tags(api, "f", name) == ["then-status"]
+    assert api.status(P, "f", name) == "Completed"
+    assert json.loads(read(path))["metadata"]["status"] == "Completed"
