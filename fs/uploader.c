@@ -769,7 +769,9 @@ static void *uploader(void *ud)
         }
         b.n = 0;
         for (struct wbe *e = first; e && b.n < WB_BATCH; e = e->next)
-            if (sendable(e, now) && e->r.project_id == first->r.project_id &&
+            /* every queued save of the folder, also those in backoff: one
+             * of them is due, so the server is tried anyway */
+            if (!e->inflight && !e->waiting && e->r.project_id == first->r.project_id &&
                 e->r.folder_id == first->r.folder_id) {
                 e->inflight = 1;
                 b.state[b.n] = B_TODO;
@@ -1021,6 +1023,11 @@ static int wait_pending(struct fs_state *st, long long item_id, long long folder
         return 0;
     pthread_mutex_lock(&wb->mu);
     wb->urgent++;
+    /* someone waits: a save in backoff is tried again now */
+    for (struct wbe *e = wb->head; e; e = e->next)
+        if ((item_id && e->r.item_id == item_id) ||
+            (!item_id && (!folder_id || e->r.folder_id == folder_id)))
+            e->due = 0;
     pthread_cond_broadcast(&wb->cv);
     while (pending_for(wb, item_id, folder_id) && wb->started)
         pthread_cond_wait(&wb->done_cv, &wb->mu);
