@@ -45,6 +45,7 @@ enum {
     KEY_OP_TIMEOUT,
     KEY_RECOVERY_MAX, KEY_FPS, KEY_MAX_THREADS, KEY_UID, KEY_GID, KEY_UMASK,
     KEY_RO, KEY_ALLOW_OTHER, KEY_LOGLEVEL, KEY_PASS, KEY_FSNAME, KEY_SUBTYPE,
+    KEY_DRAIN_TIMEOUT,
 };
 
 /** Parse state: the config being filled plus what fuse_opt cannot hold. */
@@ -72,12 +73,14 @@ static const struct fuse_opt opts[] = {
     OPT("cafile=%s", cafile, 0),
     OPT("insecure", insecure, 1),
     OPT("keep_status", keep_status, 1),
+    OPT("writeback", writeback, 1),
     OPT("list_frames", list_frames, 1),
     OPT("recovery_dir=%s", recovery_dir, 0),
     OPT("cache_dir=%s", cache_dir_opt, 0),
     OPT("log_file=%s", log_file, 0),
     FUSE_OPT_KEY("suffix=", KEY_SUFFIX),
     FUSE_OPT_KEY("cache_timeout=", KEY_CACHE_TIMEOUT),
+    FUSE_OPT_KEY("drain_timeout=", KEY_DRAIN_TIMEOUT),
     FUSE_OPT_KEY("timeout=", KEY_TIMEOUT),
     FUSE_OPT_KEY("max_doc=", KEY_MAX_DOC),
     FUSE_OPT_KEY("op_timeout=", KEY_OP_TIMEOUT),
@@ -181,6 +184,11 @@ static void print_help(const char *prog)
 "behaviour (-o):\n"
 "    keep_status            uploads keep the item's status (default: off, an\n"
 "                           upload moves it to InProgress on system workflows)\n"
+"    writeback              close() journals the bytes (fsync'd, no request) and a\n"
+"                           background uploader sends them in batches; fsync\n"
+"                           waits for them (default: off, close uploads)\n"
+"    drain_timeout=SECS     unmount waits this long for journaled saves; the rest\n"
+"                           stay journaled for the next mount (default: 60)\n"
 "    suffix=S               ___objects.json or .json (default: ___objects.json)\n"
 "    cache_timeout=SECS     listing and attribute cache lifetime (default: 5)\n"
 "    max_doc=BYTES          largest document, K/M/G suffixes (default: 256M)\n"
@@ -374,6 +382,7 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
         return p->c.suffix ? 0 : fail(p, "out of memory");
     }
     case KEY_CACHE_TIMEOUT: return parse_double(p, arg, &p->c.cache_timeout, 0, 0);
+    case KEY_DRAIN_TIMEOUT: return parse_double(p, arg, &p->c.drain_timeout, 0, 0);
     case KEY_TIMEOUT: return parse_double(p, arg, &p->c.timeout_scale, 0, 1);
     case KEY_FPS: return parse_double(p, arg, &p->c.fps, 0, 1);
     case KEY_MAX_DOC: return parse_size(p, arg, &p->c.max_doc);
@@ -792,6 +801,7 @@ int fs_config_parse(int argc, char **argv, struct fs_config *cfg, struct fuse_ar
         err[0] = '\0';
     p.c.timeout_scale = 1;
     p.c.cache_timeout = 5;
+    p.c.drain_timeout = 60;
     p.c.max_doc = DEFAULT_MAX_DOC;
     p.c.recovery_max = (uint64_t)1 << 30;
     p.c.fps = 1;

@@ -28,6 +28,8 @@ struct fs_config {
 
     /* behaviour */
     int keep_status;       /**< -o keep_status */
+    int writeback;         /**< -o writeback: close journals, a background uploader sends */
+    double drain_timeout;  /**< -o drain_timeout= seconds at unmount (default 60) */
     char *suffix;          /**< "___objects.json" (default) or -o suffix=.json */
     double cache_timeout;  /**< seconds, default 5 */
     uint64_t max_doc;      /**< bytes, default 256 MiB */

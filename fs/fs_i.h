@@ -14,6 +14,9 @@
  *   6. st->ds.mu             the document store: versions, keys, sizes, open
  *                            handles, unlink state, what the kernel was given
  *   7. leaf locks            inv_mu (kernel invalidation queue), kern_lk
+ *                            (-o writeback: wb->mu, the uploader's queue and
+ *                            the journal's file names; journal I/O happens
+ *                            outside it; wf_mu, the workflow cache),
  *                            (shared around one notification), the
  *                            deleter's and fetchers' queues (ds.mu guards them)
  * Kernel notifications (fs_kernel_inval_*) are sent with none of these held.
@@ -126,6 +129,9 @@ struct fs_doc {
     int hide_status;
     struct fs_item *tomb_next; /**< the deleter's queue */
     int tomb_queued;        /**< in that queue (it holds a ref) */
+    /* -o writeback (uploader.c): the journaled save not yet landed */
+    struct fs_ver *wb;      /**< its final form (a ref, pinned): stat and read show it */
+    struct timespec wb_mtime; /**< the mtime shown for it, kept across the landing */
 };
 
 /* --------------------------------------------------------------- tree */
@@ -320,9 +326,12 @@ struct fs_state {
     /* held shared around each fuse_invalidate_path, exclusively to clear
      * st->fuse when the loop ends (fs_kernel_detach) */
     pthread_rwlock_t kern_lk;
+    /* -o writeback: the journal and the uploader (uploader.c), or NULL */
+    struct fs_wb *wb;
 };
 
 struct fs_state *fs_st(void);
+struct fs_wb;
 
 /* ---------------------------------------------------------------- log */
 void fs_log(struct fs_state *st, int level, const char *fmt, ...)
@@ -527,6 +536,10 @@ struct fs_save {
  * locally. Returns 0 or -errno; failures put the bytes in the recovery folder. */
 int fs_save_doc(struct fs_state *st, struct fs_item *it, const char *data, size_t len,
                 struct fs_save *o);
+/** What the platform serves for @p doc with status value @p status:
+ * metadata.status filled in, pretty-printed (new bytes). */
+int fs_served_form(struct fs_state *st, struct fs_project *p, const char *doc, size_t len,
+                   int status, char **out, size_t *outlen);
 /** setxattr user.superannotate.status on an annotation file. */
 int fs_status_set_item(struct fs_state *st, struct fs_item *it, const char *status,
                        const char *path);
@@ -642,6 +655,73 @@ int fs_op_removexattr(const char *path, const char *name);
 /** Save bytes to the recovery folder; logs the file name. */
 void fs_recover(struct fs_state *st, const char *reason, struct fs_folder *f,
                 const char *fname, const char *data, size_t len);
+
+/** The same with the names given (a journaled save replayed at mount). */
+void fs_recover_named(struct fs_state *st, const char *reason, const char *project,
+                      const char *folder, const char *fname, const char *data, size_t len);
+
+/* ----------------------------------------------------------- writeback */
+/** One journaled save (journal.c): the prepared document and what the
+ * uploader needs without the tree. Strings and data are owned. */
+struct fs_jrec {
+    uint64_t seq;
+    long long project_id, folder_id, item_id;
+    char *name;             /**< the item's platform name */
+    char *pname, *folder;   /**< project and folder names (recovery file names) */
+    char *fname;            /**< the shown file name */
+    int blind;              /**< no base: overwrite whatever the platform holds */
+    int64_t base_ms;        /**< the platform's key this save is based on */
+    int base_status;
+    char *status;           /**< status name to set after the upload, or NULL */
+    int uploaded;           /**< the upload succeeded (its marker exists) */
+    char *data;             /**< the prepared document (sent as is) */
+    size_t len;
+};
+void fs_jrec_clear(struct fs_jrec *r);
+/** Open (create) the journal of this API URL and team and lock it for this
+ * daemon; -1 with a reason if another daemon holds it. */
+int fs_journal_open(struct fs_state *st, char **dir_out, int *fd_out, char *err, size_t errlen);
+/** Write a record durably (file and directory fsync'd). 0 / -errno. */
+int fs_journal_write(const char *dir, const struct fs_jrec *r);
+/** Mark records uploaded (one directory fsync for all). */
+void fs_journal_mark_uploaded(const char *dir, const uint64_t *seqs, size_t n);
+void fs_journal_remove(const char *dir, uint64_t seq);
+/** Every record, sorted by seq (new array of new records). */
+int fs_journal_load(const char *dir, struct fs_jrec ***out, size_t *n);
+
+/** -o writeback (uploader.c). init: after the pre-flight (opens and locks
+ * the journal, loads what it holds for this mount); start: in init (the
+ * thread); stop: in destroy (drains within drain_timeout). */
+int fs_wb_init(struct fs_state *st, char *err, size_t errlen);
+void fs_wb_start(struct fs_state *st);
+void fs_wb_stop(struct fs_state *st);
+void fs_wb_free(struct fs_state *st);
+/** The close path of a save in writeback mode (fs_save_doc after its
+ * checks): journal the bytes, show their final form. No request. */
+int fs_wb_save(struct fs_state *st, struct fs_item *it, const char *data, size_t len,
+               struct fs_save *o, struct fs_ver *base, const struct timespec *mtime);
+/** fsync: wait for the item's (folder's; NULL: all) pending saves; their error. */
+int fs_wb_wait_item(struct fs_state *st, struct fs_item *it);
+int fs_wb_wait_folder(struct fs_state *st, struct fs_folder *f);
+/** unlink: a pending save is cancelled (bytes to recovery), after one in flight. */
+void fs_wb_cancel(struct fs_state *st, struct fs_item *it, const char *path);
+/** user.safs.sync: "clean", "pending" or "error: <reason>". */
+void fs_wb_sync_state(struct fs_state *st, struct fs_item *it, char *buf, size_t n);
+void fs_wb_counts(struct fs_state *st, uint64_t *pending, uint64_t *failed,
+                  uint64_t *conflicted);
+/** The store's side: show @p data (stolen) as the item's dirty version; a
+ * ref to it. Clear: the landing (or a cancel) of exactly @p v. */
+struct fs_ver *fs_doc_wb_set(struct fs_state *st, struct fs_item *it, char *data, size_t len,
+                             const struct timespec *mtime);
+/** After the landing at key (ms, status): the bytes become that key's
+ * version (successor of @p v), the mtime is kept; then the dirty version
+ * goes. @p ms < 0: the key is unknown, the next read fetches. */
+void fs_doc_wb_landed(struct fs_state *st, struct fs_item *it, struct fs_ver *v, int64_t ms,
+                      int status);
+void fs_doc_wb_clear(struct fs_state *st, struct fs_item *it, struct fs_ver *v);
+/** The workflow of a project, cached (save.c): one request per project per
+ * minute, none when cached (the close path of -o writeback uses it). */
+int fs_workflow(struct fs_state *st, const struct sa_project *p, struct sa_workflow *out);
 
 /* -------------------------------------------------------------- kernel */
 /** Drop the kernel's cached attributes of @p path now (no lock held). */

@@ -256,6 +256,15 @@ size_t fs_h_len(struct fs_handle *h)
     return n;
 }
 
+/* -o writeback: the close path makes no request, so the workflow its save
+ * needs (the status the upload ends with) is read at open (cached) */
+static void warm_workflow(struct fs_state *st, struct fs_project *p)
+{
+    struct sa_workflow w;
+    if (st->wb && p && fs_workflow(st, &p->p, &w) == 0)
+        sa_workflow_clear(&w);
+}
+
 int fs_open_item(struct fs_state *st, struct fs_item *it, const char *path,
                  struct fuse_file_info *fi, struct fs_ver *rbase, int recreated)
 {
@@ -267,6 +276,7 @@ int fs_open_item(struct fs_state *st, struct fs_item *it, const char *path,
         fs_ver_unref(st, rbase);
         return r;
     }
+    warm_workflow(st, it->folder->proj);
     h = handle_new(st, FS_H_ITEM, path);
     if (!h) {
         fs_ver_unref(st, rbase);
@@ -324,6 +334,8 @@ int fs_open_scratch(struct fs_state *st, struct fs_scratch *s, const char *path,
         return -ENOMEM;
     h->scr = s;
     h->writable = is_write(fi->flags);
+    if (h->writable)
+        warm_workflow(st, s->folder ? s->folder->proj : NULL);
     pthread_mutex_lock(&st->mu);
     s->nopen++;
     pthread_mutex_unlock(&st->mu);

@@ -26,6 +26,7 @@ static void state_free(struct fs_state *st)
 {
     if (!st)
         return;
+    fs_wb_free(st);
     fs_tree_free(st);
     sa_client_free(st->c);
     free(st->email);
@@ -149,7 +150,7 @@ int main(int argc, char **argv)
     }
     if (cfg.insecure)
         fs_log(st, LOG_WARNING, "TLS certificates are NOT verified (insecure)");
-    if (preflight(st, err, sizeof err)) {
+    if (preflight(st, err, sizeof err) || fs_wb_init(st, err, sizeof err)) {
         fprintf(stderr, "safs: %s\n", err);
         goto out;
     }

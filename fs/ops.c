@@ -50,6 +50,7 @@ static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
     /* threads only now: after fuse_daemonize */
     fs_kernel_start(st);
     fs_deleter_start(st);
+    fs_wb_start(st);
     return st;
 }
 
@@ -57,6 +58,7 @@ static void op_destroy(void *data)
 {
     struct fs_state *st = data;
     sa_op_deadline(0); /* pending deletes have their own deadlines */
+    fs_wb_stop(st); /* -o writeback: journaled saves drain (drain_timeout) */
     fs_fetch_stop(st);
     fs_deleter_stop(st); /* pending deletes are sent now */
     fs_kernel_stop(st);
@@ -163,7 +165,10 @@ static int op_open(const char *path, struct fuse_file_info *fi)
         r = -EISDIR;
         break;
     case FS_K_ITEM:
-        fs_item_revalidate(st, l.item);
+        /* -o writeback: an O_TRUNC write (cp's destination) reads nothing
+         * and the uploader checks the version: no request at open */
+        if (!(st->wb && (fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY))
+            fs_item_revalidate(st, l.item);
         r = fs_open_item(st, l.item, path, fi, NULL, 0);
         break;
     case FS_K_FRAMES:
@@ -284,8 +289,33 @@ static int op_flush(const char *path, struct fuse_file_info *fi)
 
 static int op_fsync(const char *path, int datasync, struct fuse_file_info *fi)
 {
+    struct fs_handle *h = H(fi);
+    int r;
     (void)datasync;
-    return op_flush(path, fi);
+    r = op_flush(path, fi);
+    /* -o writeback: every pending save of the item, whichever descriptor */
+    if (!r && h && h->item && (h->kind == FS_H_ITEM) && fs_st()->wb)
+        r = fs_wb_wait_item(fs_st(), h->item);
+    return r;
+}
+
+static int op_fsyncdir(const char *path, int datasync, struct fuse_file_info *fi)
+{
+    struct fs_state *st = fs_st();
+    struct fs_loc l;
+    int r;
+    (void)datasync;
+    if (!path && H(fi))
+        path = H(fi)->path; /* nullpath_ok: the path opendir saw */
+    if (!st->wb || !path)
+        return 0;
+    r = fs_resolve(st, path, &l);
+    if (r)
+        return r;
+    /* a folder waits for its saves; the team or a project for all */
+    r = fs_wb_wait_folder(st, l.kind == FS_K_FOLDER ? l.fold : NULL);
+    fs_loc_put(st, &l);
+    return r;
 }
 
 static int op_release(const char *path, struct fuse_file_info *fi)
@@ -568,6 +598,7 @@ const struct fuse_operations fs_ops = {
     .write = op_write,
     .flush = op_flush,
     .fsync = op_fsync,
+    .fsyncdir = op_fsyncdir,
     .release = op_release,
     .truncate = op_truncate,
     .unlink = op_unlink,

@@ -157,8 +157,9 @@ static void prune(struct fs_state *st, const char *dir, const char *just, size_t
     free(v);
 }
 
-void fs_recover(struct fs_state *st, const char *reason, struct fs_folder *f,
-                const char *fname, const char *data, size_t len)
+static void recover(struct fs_state *st, const char *reason, struct fs_folder *f,
+                    const char *pname, const char *folder, const char *fname,
+                    const char *data, size_t len)
 {
     const char *dir = st->cfg->recovery_dir;
     char name[NAME_MAX + 1], path[PATH_MAX], stamp[32];
@@ -176,9 +177,10 @@ void fs_recover(struct fs_state *st, const char *reason, struct fs_folder *f,
     snprintf(name, sizeof name, "%s_%s_", stamp, reason);
     /* a concurrent re-list may rename (free) the project's or folder's name */
     pthread_mutex_lock(&st->mu);
-    add_part(name, sizeof name - 16, f ? f->proj->p.name : "unknown");
+    add_part(name, sizeof name - 16, f ? f->proj->p.name : pname ? pname : "unknown");
     add_part(name, sizeof name - 16, "_");
-    add_part(name, sizeof name - 16, f ? (f->is_root ? "root" : f->name) : "root");
+    add_part(name, sizeof name - 16,
+             f ? (f->is_root ? "root" : f->name) : folder ? folder : "root");
     pthread_mutex_unlock(&st->mu);
     add_part(name, sizeof name - 16, "_");
     add_part(name, sizeof name - 16, fname ? fname : "unknown");
@@ -210,4 +212,16 @@ void fs_recover(struct fs_state *st, const char *reason, struct fs_folder *f,
     fs_log(st, LOG_WARNING, "%s: %zu bytes (%s) saved to recovery file %s", fname, len, reason,
            path);
     prune(st, dir, strrchr(path, '/') + 1, len);
+}
+
+void fs_recover(struct fs_state *st, const char *reason, struct fs_folder *f,
+                const char *fname, const char *data, size_t len)
+{
+    recover(st, reason, f, NULL, NULL, fname, data, len);
+}
+
+void fs_recover_named(struct fs_state *st, const char *reason, const char *project,
+                      const char *folder, const char *fname, const char *data, size_t len)
+{
+    recover(st, reason, NULL, project, folder, fname, data, len);
 }

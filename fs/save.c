@@ -32,15 +32,85 @@
 #include "fs_i.h"
 #include "sa/doc.h"
 
+/* The workflow cache: the SDK reads a project's workflow once per call; a
+ * mount reads it once a minute per project (a workflow's statuses do not
+ * change under a mount in practice), so a save costs no workflow request
+ * and -o writeback's close path none at all once it is warm. */
+#define WF_TTL 60.0
+struct wf_ent {
+    struct wf_ent *next;
+    long long project_id;
+    double at;
+    struct sa_workflow w;
+};
+static pthread_mutex_t wf_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct wf_ent *wf_head;
+
+static int wf_copy(const struct sa_workflow *a, struct sa_workflow *b)
+{
+    memset(b, 0, sizeof *b);
+    b->id = a->id;
+    b->is_system = a->is_system;
+    b->statuses = calloc(a->n_statuses + 1, sizeof *b->statuses);
+    if (!b->statuses)
+        return -ENOMEM;
+    for (size_t i = 0; i < a->n_statuses; i++) {
+        b->statuses[i].value = a->statuses[i].value;
+        b->statuses[i].name = strdup(a->statuses[i].name ? a->statuses[i].name : "");
+        b->n_statuses++;
+    }
+    return 0;
+}
+
+int fs_workflow(struct fs_state *st, const struct sa_project *p, struct sa_workflow *out)
+{
+    struct wf_ent *e;
+    enum sa_err err;
+    int r = -ENOENT;
+
+    pthread_mutex_lock(&wf_mu);
+    for (e = wf_head; e; e = e->next)
+        if (e->project_id == p->id) {
+            /* -o writeback: a stale entry is still used (the close path makes
+             * no request); the uploader refreshes it */
+            if (fs_now() - e->at < WF_TTL || st->wb)
+                r = wf_copy(&e->w, out);
+            break;
+        }
+    pthread_mutex_unlock(&wf_mu);
+    if (r != -ENOENT)
+        return r;
+    err = sa_get_workflow(st->c, p->id, p->workflow_id, out);
+    if (err) {
+        sa_workflow_clear(out);
+        return fs_fail(st, "get workflow", p->name, err);
+    }
+    pthread_mutex_lock(&wf_mu);
+    for (e = wf_head; e; e = e->next)
+        if (e->project_id == p->id)
+            break;
+    if (!e && (e = calloc(1, sizeof *e))) {
+        e->project_id = p->id;
+        e->next = wf_head;
+        wf_head = e;
+    } else if (e) {
+        sa_workflow_clear(&e->w);
+    }
+    if (e) {
+        e->at = fs_now();
+        if (wf_copy(out, &e->w))
+            e->at = 0;
+    }
+    pthread_mutex_unlock(&wf_mu);
+    return 0;
+}
+
 int fs_status_value(struct fs_state *st, struct fs_project *p, const char *name)
 {
     struct sa_workflow w;
-    enum sa_err e = sa_get_workflow(st->c, p->p.id, p->p.workflow_id, &w);
-    int v;
-    if (e) {
-        sa_workflow_clear(&w);
-        return fs_fail(st, "get workflow", p->p.name, e);
-    }
+    int v, r = fs_workflow(st, &p->p, &w);
+    if (r)
+        return r;
     v = sa_workflow_status_value(&w, name);
     sa_workflow_clear(&w);
     if (v < 0) {
@@ -54,12 +124,10 @@ int fs_status_value(struct fs_state *st, struct fs_project *p, const char *name)
 int fs_status_name(struct fs_state *st, struct fs_project *p, int value, char *buf, size_t n)
 {
     struct sa_workflow w;
-    enum sa_err e = sa_get_workflow(st->c, p->p.id, p->p.workflow_id, &w);
     const char *name;
-    if (e) {
-        sa_workflow_clear(&w);
-        return fs_fail(st, "get workflow", p->p.name, e);
-    }
+    int r = fs_workflow(st, &p->p, &w);
+    if (r)
+        return r;
     name = sa_workflow_status_name(&w, value);
     if (name)
         snprintf(buf, n, "%s", name);
@@ -78,8 +146,8 @@ static int64_t now_ms(void)
 
 /* What the platform serves for document @p doc with status value @p status:
  * metadata.status filled in, pretty-printed (new bytes). */
-static int served_form(struct fs_state *st, struct fs_project *p, const char *doc, size_t len,
-                       int status, char **out, size_t *outlen)
+int fs_served_form(struct fs_state *st, struct fs_project *p, const char *doc, size_t len,
+                   int status, char **out, size_t *outlen)
 {
     char name[128], why[256], *ws = NULL;
     size_t wl;
@@ -126,7 +194,7 @@ static struct fs_ver *after_own_change(struct fs_state *st, struct fs_item *it,
         /* a base no key matches: the writer's next save is ESTALE */
         return fs_ver_detached(INT64_MIN, -1);
     }
-    if (!doc || served_form(st, it->folder->proj, doc, len, status, &bytes, &bl))
+    if (!doc || fs_served_form(st, it->folder->proj, doc, len, status, &bytes, &bl))
         return fs_ver_detached(ms, status);
     return fs_doc_own_change(st, it, from, n_from, ms, status, bytes, bl);
 }
@@ -262,6 +330,15 @@ int fs_save_doc(struct fs_state *st, struct fs_item *it, const char *data, size_
         fs_recover(st, "invalid", f, fname, data, len);
         r = -EINVAL;
         goto out_status;
+    }
+    if (st->wb) {
+        /* -o writeback: journaled now, uploaded in the background */
+        r = fs_wb_save(st, it, data, len, o, base, mtime);
+        if (o->newbase) {
+            nv = *o->newbase;
+            *o->newbase = NULL;
+        }
+        goto out;
     }
     e = fs_item_refetch(st, it);
     if (e) {
@@ -419,6 +496,10 @@ int fs_status_set_item(struct fs_state *st, struct fs_item *it, const char *stat
 
     if (r < 0)
         return r;
+    /* -o writeback: the journaled saves land first (their status step would
+     * otherwise come after this one) */
+    if (st->wb)
+        fs_wb_wait_item(st, it);
     pthread_mutex_lock(&it->save_mu);
     dirty = fs_doc_dirty_len(st, it, &dl);
     if (dirty) {
@@ -465,6 +546,8 @@ int fs_status_set_dir(struct fs_state *st, struct fs_folder *f, const char *stat
 
     if (v < 0)
         return v;
+    if (st->wb)
+        fs_wb_wait_folder(st, f);
     r = fs_folder_refresh(st, f, FS_REFRESH_FORCE);
     if (r)
         return r;
@@ -502,7 +585,7 @@ int fs_status_set_dir(struct fs_state *st, struct fs_folder *f, const char *stat
             if (!from[i] || fs_doc_key(st, items[i], &ms, &st_v) || st_v != v ||
                 foreign_after(ms, date))
                 continue;
-            if (served_form(st, f->proj, from[i]->data, from[i]->len, st_v, &bytes, &bl) == 0) {
+            if (fs_served_form(st, f->proj, from[i]->data, from[i]->len, st_v, &bytes, &bl) == 0) {
                 struct fs_ver *f1[1] = {from[i]};
                 fs_ver_unref(st, fs_doc_own_change(st, items[i], f1, 1, ms, st_v, bytes, bl));
             }

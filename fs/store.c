@@ -286,7 +286,12 @@ void fs_doc_free(struct fs_state *st, struct fs_item *it)
     fs_ver_unref_locked(st, d->cur);
     fs_ver_unref_locked(st, d->served);
     fs_ver_unref_locked(st, d->tomb_pre);
-    d->cur = d->served = d->tomb_pre = NULL;
+    if (d->wb) {
+        if (d->wb->pins > 0)
+            d->wb->pins--;
+        fs_ver_unref_locked(st, d->wb);
+    }
+    d->cur = d->served = d->tomb_pre = d->wb = NULL;
     free(d->pending_status);
     d->pending_status = NULL;
     pthread_mutex_unlock(&st->ds.mu);
@@ -361,6 +366,17 @@ int fs_doc_get(struct fs_state *st, struct fs_item *it, int fresh, int mark_serv
         char *data;
         size_t len;
 
+        if (d->wb && d->wb->data) {
+            /* a journaled save not yet landed (-o writeback): its final form */
+            v = d->wb;
+            v->pins++;
+            v->refs++;
+            if (mark_served)
+                serve_locked(st, d, v);
+            pthread_mutex_unlock(&st->ds.mu);
+            *out = v;
+            return 0;
+        }
         if (!d->has_key) {
             pthread_mutex_unlock(&st->ds.mu);
             return -ENOENT;
@@ -434,7 +450,9 @@ ssize_t fs_doc_size_known(struct fs_state *st, struct fs_item *it)
 {
     ssize_t n = -1;
     pthread_mutex_lock(&st->ds.mu);
-    if (fs_ver_trusted(st, it->doc.cur))
+    if (it->doc.wb)
+        n = (ssize_t)it->doc.wb->len;
+    else if (fs_ver_trusted(st, it->doc.cur))
         n = (ssize_t)it->doc.cur->len;
     pthread_mutex_unlock(&st->ds.mu);
     return n;
@@ -448,6 +466,11 @@ int fs_doc_size(struct fs_state *st, struct fs_item *it, size_t *size)
 
     pthread_mutex_lock(&st->ds.mu);
     for (;;) {
+        if (d->wb) {
+            *size = d->wb->len;
+            pthread_mutex_unlock(&st->ds.mu);
+            return 0;
+        }
         if (fs_ver_trusted(st, d->cur)) {
             *size = d->cur->len;
             if (d->ra_mark) {
@@ -596,7 +619,9 @@ void fs_doc_mtime(struct fs_state *st, struct fs_item *it, struct timespec *ts)
 {
     struct fs_doc *d = &it->doc;
     pthread_mutex_lock(&st->ds.mu);
-    if (d->has_mtime && d->mtime_ms == d->ms && d->mtime_status == d->status)
+    if (d->wb)
+        *ts = d->wb_mtime;
+    else if (d->has_mtime && d->mtime_ms == d->ms && d->mtime_status == d->status)
         *ts = d->mtime;
     else
         ms_to_ts(d->ms, ts);
@@ -607,6 +632,8 @@ void fs_doc_set_mtime(struct fs_state *st, struct fs_item *it, const struct time
 {
     struct fs_doc *d = &it->doc;
     pthread_mutex_lock(&st->ds.mu);
+    if (d->wb)
+        d->wb_mtime = *ts; /* the journaled save's, kept when it lands */
     d->has_mtime = 1;
     d->mtime = *ts;
     d->mtime_ms = d->ms;
@@ -701,4 +728,91 @@ struct fs_ver *fs_doc_cur_ref(struct fs_state *st, struct fs_item *it, int pin)
     }
     pthread_mutex_unlock(&st->ds.mu);
     return v;
+}
+
+/* ---------------------------------------------------------- write-back */
+
+struct fs_ver *fs_doc_wb_set(struct fs_state *st, struct fs_item *it, char *data, size_t len,
+                             const struct timespec *mtime)
+{
+    struct fs_doc *d = &it->doc;
+    struct fs_ver *v;
+    pthread_mutex_lock(&st->ds.mu);
+    v = ver_new(&st->ds, d->ms, d->status, data, len, 0, 1);
+    if (v) {
+        /* pinned while it is the dirty version: never evicted (its bytes
+         * are also in the journal, but reads must not wait for the disk) */
+        v->pins = 1;
+        if (d->wb) {
+            link_locked(d->wb, v);
+            if (d->wb->pins > 0)
+                d->wb->pins--;
+            fs_ver_unref_locked(st, d->wb);
+        }
+        d->wb = v;
+        d->wb_mtime = *mtime;
+        serve_locked(st, d, v);
+        v->refs++;
+    }
+    pthread_cond_broadcast(&st->ds.cv);
+    pthread_mutex_unlock(&st->ds.mu);
+    return v;
+}
+
+static void wb_drop_locked(struct fs_state *st, struct fs_doc *d)
+{
+    struct fs_ver *v = d->wb;
+    d->wb = NULL;
+    if (v->pins > 0)
+        v->pins--;
+    fs_ver_unref_locked(st, v);
+}
+
+void fs_doc_wb_landed(struct fs_state *st, struct fs_item *it, struct fs_ver *v, int64_t ms,
+                      int status)
+{
+    struct fs_doc *d = &it->doc;
+    char *copy = NULL;
+
+    pthread_mutex_lock(&st->ds.mu);
+    if (ms >= 0 && v->data && (copy = malloc(v->len + 1))) {
+        memcpy(copy, v->data, v->len + 1);
+    }
+    pthread_mutex_unlock(&st->ds.mu);
+    if (copy) {
+        struct fs_ver *from[1] = {v};
+        struct fs_ver *nv;
+        struct timespec mt;
+        pthread_mutex_lock(&st->ds.mu);
+        mt = d->wb == v ? d->wb_mtime : d->mtime;
+        if (v->next)
+            from[0] = NULL; /* a newer journaled save follows it: writers go there */
+        pthread_mutex_unlock(&st->ds.mu);
+        nv = fs_doc_own_change(st, it, from, 1, ms, status, copy, v->len);
+        pthread_mutex_lock(&st->ds.mu);
+        if (nv && d->wb == v) {
+            /* the landing changes neither the bytes nor the mtime */
+            d->has_mtime = 1;
+            d->mtime = mt;
+            d->mtime_ms = ms;
+            d->mtime_status = status;
+        }
+        fs_ver_unref_locked(st, nv);
+        pthread_mutex_unlock(&st->ds.mu);
+    }
+    pthread_mutex_lock(&st->ds.mu);
+    if (d->wb == v)
+        wb_drop_locked(st, d);
+    pthread_cond_broadcast(&st->ds.cv);
+    pthread_mutex_unlock(&st->ds.mu);
+}
+
+void fs_doc_wb_clear(struct fs_state *st, struct fs_item *it, struct fs_ver *v)
+{
+    struct fs_doc *d = &it->doc;
+    pthread_mutex_lock(&st->ds.mu);
+    if (d->wb && (d->wb == v || !v))
+        wb_drop_locked(st, d);
+    pthread_cond_broadcast(&st->ds.cv);
+    pthread_mutex_unlock(&st->ds.mu);
 }

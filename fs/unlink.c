@@ -43,6 +43,8 @@ int fs_unlink_item(struct fs_state *st, struct fs_item *it, const char *path)
     struct fs_doc *d = &it->doc;
     uint64_t seq;
 
+    /* -o writeback: a pending save is cancelled, after one in flight */
+    fs_wb_cancel(st, it, path);
     pthread_mutex_lock(&it->save_mu);
     seq = fs_next_seq(st);
     pthread_mutex_lock(&st->ds.mu);

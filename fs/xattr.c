@@ -25,6 +25,7 @@
 #define X_CREATED "user.superannotate.created_at"
 #define X_UPDATED "user.superannotate.updated_at"
 #define X_STATS "user.safs.stats"
+#define X_SYNC "user.safs.sync"
 
 static const char item_list[] = X_STATUS;
 
@@ -56,6 +57,7 @@ static int stats_json(struct fs_state *st, char **out, size_t *len)
     char buf[2048];
     size_t o = 0, bytes, budget;
     double now = fs_now();
+    uint64_t wpend, wfail, wconf;
 
     pthread_mutex_lock(&st->mu);
     if (st->stats_snap && now - st->stats_at < 1.0) {
@@ -70,6 +72,7 @@ static int stats_json(struct fs_state *st, char **out, size_t *len)
     pthread_mutex_unlock(&st->mu);
     sa_client_stats(st->c, &s);
     fs_store_stats(st, &bytes, &budget);
+    fs_wb_counts(st, &wpend, &wfail, &wconf);
     o += snprintf(buf + o, sizeof buf - o, "{\"requests\":{");
     for (int k = 0; k < SA_REQ__COUNT; k++)
         o += snprintf(buf + o, sizeof buf - o, "%s\"%s\":%llu", k ? "," : "",
@@ -80,13 +83,16 @@ static int stats_json(struct fs_state *st, char **out, size_t *len)
                   "},\"retries\":%llu,\"bytes_down\":%llu,\"bytes_up\":%llu,"
                   "\"cache_hits\":%llu,\"cache_misses\":%llu,\"cache_bytes\":%zu,"
                   "\"cache_budget\":%zu,\"uploads\":%llu,"
-                  "\"uploads_skipped_unchanged\":%llu,\"uploads_pending\":0,"
+                  "\"uploads_skipped_unchanged\":%llu,\"uploads_pending\":%llu,"
+                  "\"uploads_failed\":%llu,\"uploads_conflicted\":%llu,"
                   "\"conflicts\":%llu,\"deletes\":%llu}",
                   (unsigned long long)s.retries, (unsigned long long)s.bytes_down,
                   (unsigned long long)s.bytes_up, (unsigned long long)st->own.cache_hits,
                   (unsigned long long)st->own.cache_misses, bytes, budget,
                   (unsigned long long)st->own.uploads,
                   (unsigned long long)st->own.uploads_skipped,
+                  (unsigned long long)wpend, (unsigned long long)wfail,
+                  (unsigned long long)wconf,
                   (unsigned long long)st->own.conflicts,
                   (unsigned long long)st->own.deletes);
     free(st->stats_snap);
@@ -104,6 +110,13 @@ static int item_attr(struct fs_state *st, struct fs_item *it, const char *name, 
 {
     char buf[128];
     *out = NULL;
+    if (!strcmp(name, X_SYNC)) {
+        /* -o writeback: clean, pending or error: <reason> (always clean without it) */
+        char sb[256];
+        fs_wb_sync_state(st, it, sb, sizeof sb);
+        *out = strdup(sb);
+        return *out ? 0 : -ENOMEM;
+    }
     if (!strcmp(name, X_STATUS)) {
         int64_t ms;
         int v, r;

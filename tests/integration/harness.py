@@ -250,7 +250,10 @@ class Mount:
         self.cmd = [SAFS] + ([source] if source is not None else []) + [self.path, "-f", "-o", ",".join(parts)] + list(args)
         self.log_path = os.path.join(workdir, "safs.log")
         self._log = open(self.log_path, "wb")
-        env = dict(os.environ, XDG_CACHE_HOME=self.cache_dir)
+        # -o writeback's journal: one state directory per test, shared by
+        # the mounts of that test (a remount replays what the first left)
+        self.state_dir = os.path.join(os.path.dirname(workdir), "state")
+        env = dict(os.environ, XDG_CACHE_HOME=self.cache_dir, XDG_STATE_HOME=self.state_dir)
         self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=self._log,
                                      stderr=subprocess.STDOUT, env=env)
         self.pid = self.proc.pid
