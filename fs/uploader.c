@@ -1029,9 +1029,34 @@ static int wait_pending(struct fs_state *st, long long item_id, long long folder
             (!item_id && (!folder_id || e->r.folder_id == folder_id)))
             e->due = 0;
     pthread_cond_broadcast(&wb->cv);
-    while (pending_for(wb, item_id, folder_id) && wb->started)
-        pthread_cond_wait(&wb->done_cv, &wb->mu);
+    /* bounded by the operation's deadline (contract §6: fsync never hangs,
+     * also when the server is down): past it, EIO, the saves stay journaled */
+    double left = sa_op_remaining();
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    if (left >= 0) {
+        until.tv_sec += (time_t)left;
+        until.tv_nsec += (long)((left - (double)(time_t)left) * 1e9);
+        if (until.tv_nsec >= 1000000000L)
+            until.tv_sec++, until.tv_nsec -= 1000000000L;
+    }
+    while (pending_for(wb, item_id, folder_id) && wb->started) {
+        if (left < 0) {
+            pthread_cond_wait(&wb->done_cv, &wb->mu);
+        } else if (pthread_cond_timedwait(&wb->done_cv, &wb->mu, &until) == ETIMEDOUT &&
+                   pending_for(wb, item_id, folder_id)) {
+            r = -EIO;
+            break;
+        }
+    }
     wb->urgent--;
+    if (r) {
+        pthread_mutex_unlock(&wb->mu);
+        fs_log(st, LOG_ERR, "fsync: %s %lld still has saves pending after the operation's deadline "
+                            "(op_timeout=%g s); they stay journaled and are retried: EIO",
+               item_id ? "item" : "folder", item_id ? item_id : folder_id, st->cfg->op_timeout);
+        return r;
+    }
     if (item_id) {
         char k[32];
         struct wb_err *x;

@@ -479,3 +479,33 @@ def test_status_set_waits_for_pending_save(mount, emulator, api, proj):
     assert tags(api, "f", name) == ["then-status"]
     assert api.status(P, "f", name) == "Completed"
     assert json.loads(read(path))["metadata"]["status"] == "Completed"
+
+
+def test_fsync_under_a_dead_uploader_path_returns_eio_within_op_timeout(mount, emulator, api, proj):
+    """fsync never hangs (contract §6): with every upload failing it returns
+    EIO after the operation's deadline, the save stays journaled, and the
+    next fsync once the server answers lands it."""
+    m = mount(P, opts={"writeback": True, "cache_timeout": "60", "op_timeout": "3"})
+    name = proj[0]
+    path = fp(m, "f", name)
+    read(path)
+    hold_uploader(emulator)
+    write(path, enc(doc(name, "held")))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(OSError) as ei:
+            os.fsync(fd)
+        took = time.monotonic() - t0
+        assert ei.value.errno == errno.EIO
+        assert 2.5 <= took < 10, took
+        assert len(journal_files(m)) == 1
+        assert xget(path, "user.safs.sync") == "pending"
+        assert "still has saves pending after the operation's deadline" in m.log()
+        # (the platform is looked at once the fault is gone: it is the same endpoint)
+        emulator.clear_faults()
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    assert tags(api, "f", name) == ["held"]
+    assert journal_files(m) == []
