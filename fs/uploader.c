@@ -39,7 +39,8 @@
 #include "sa/doc.h"
 
 #define WB_BATCH 500         /* saves per batch (the status call's size) */
-#define WB_GATHER 0.3        /* the oldest save waits this long for its neighbours */
+#define WB_GATHER 0.3        /* a folder quiet this long goes */
+#define WB_MAX_WAIT 2.0      /* a save waits at most this long for its neighbours */
 #define WB_BACKOFF_MAX 30.0
 #define WB_THREADS 2         /* batches in flight at once (other folders, or more of one) */
 
@@ -72,6 +73,7 @@ struct fs_wb {
     struct sa_project *projs;/**< projects of replayed records (owned) */
     size_t n_projs;
     int stop, started, urgent;
+    size_t removing; /* landed saves whose records are being removed */
     double deadline;
     pthread_t th[WB_THREADS];
     uint64_t n_failed, n_conflicted;
@@ -704,6 +706,7 @@ static void settle(struct fs_state *st, struct batch *b, struct wbe **gone)
         unlink_entry(wb, x);
         x->next = *gone;
         *gone = x;
+        wb->removing++;
     }
     pthread_cond_broadcast(&wb->done_cv);
     pthread_cond_broadcast(&wb->cv); /* promoted saves, for the other thread */
@@ -715,9 +718,31 @@ static int sendable(const struct wbe *e, double now)
     return !e->inflight && !e->waiting && e->due <= now;
 }
 
-static int ready(const struct fs_wb *wb, const struct wbe *e, double now)
+/* A folder's queued saves go together once the folder is quiet (its newest
+ * queued save WB_GATHER old: cp or rsync is done with it, or pauses), or
+ * its oldest is WB_MAX_WAIT old, or a whole batch is queued; at once when
+ * someone waits (fsync, unmount). @p *at: when it would be, if not now. */
+static int folder_ready(const struct fs_wb *wb, const struct wbe *first, double now, double *at)
 {
-    return sendable(e, now) && (wb->stop || wb->urgent || now - e->at >= WB_GATHER);
+    double newest = first->at;
+    size_t n = 0;
+    if (!sendable(first, now))
+        return 0;
+    if (wb->stop || wb->urgent)
+        return 1;
+    for (const struct wbe *e = first; e; e = e->next)
+        if (!e->inflight && !e->waiting && e->r.project_id == first->r.project_id &&
+            e->r.folder_id == first->r.folder_id) {
+            n++;
+            if (e->at > newest)
+                newest = e->at;
+        }
+    *at = newest + WB_GATHER;
+    if (first->at + WB_MAX_WAIT < *at)
+        *at = first->at + WB_MAX_WAIT;
+    if (first->due > *at)
+        *at = first->due;
+    return n >= WB_BATCH || now >= *at;
 }
 
 static void *uploader(void *ud)
@@ -739,14 +764,29 @@ static void *uploader(void *ud)
 
         if (wb->stop && (!wb->head || now >= wb->deadline))
             break;
-        for (struct wbe *e = wb->head; e; e = e->next) {
-            if (ready(wb, e, now)) {
-                first = e;
-                break;
-            }
-            if (!e->inflight && !e->waiting) {
-                double at = e->due > e->at + WB_GATHER ? e->due : e->at + WB_GATHER;
-                if (at < next)
+        {
+            /* the oldest sendable save of each folder decides for its
+             * folder (a few folders at a time are looked at per pass) */
+            long long seen[16][2];
+            size_t n_seen = 0;
+            for (struct wbe *e = wb->head; e && !first; e = e->next) {
+                double at = next;
+                size_t k;
+                if (e->inflight || e->waiting)
+                    continue;
+                for (k = 0; k < n_seen; k++)
+                    if (seen[k][0] == e->r.project_id && seen[k][1] == e->r.folder_id)
+                        break;
+                if (k < n_seen)
+                    continue;
+                if (n_seen < 16) {
+                    seen[n_seen][0] = e->r.project_id;
+                    seen[n_seen][1] = e->r.folder_id;
+                    n_seen++;
+                }
+                if (folder_ready(wb, e, now, &at))
+                    first = e;
+                else if (at < next)
                     next = at;
             }
         }
@@ -784,6 +824,7 @@ static void *uploader(void *ud)
         pthread_mutex_lock(&wb->mu);
         settle(st, &b, &gone);
         pthread_mutex_unlock(&wb->mu);
+        size_t n_gone = 0;
         while (gone) {
             struct wbe *x = gone;
             gone = x->next;
@@ -792,8 +833,12 @@ static void *uploader(void *ud)
             for (size_t o = 0; o < x->n_olds; o++)
                 fs_journal_remove(wb->dir, x->olds[o].seq);
             entry_free(st, x);
+            n_gone++;
         }
         pthread_mutex_lock(&wb->mu);
+        /* a waiter (fsync) returns once the landed saves' records are gone */
+        wb->removing -= n_gone;
+        pthread_cond_broadcast(&wb->done_cv);
     }
     pthread_mutex_unlock(&wb->mu);
 out:
@@ -1008,6 +1053,8 @@ void fs_wb_free(struct fs_state *st)
 
 static int pending_for(struct fs_wb *wb, long long item_id, long long folder_id)
 {
+    if (wb->removing)
+        return 1;
     for (struct wbe *e = wb->head; e; e = e->next)
         if ((item_id && e->r.item_id == item_id) ||
             (!item_id && (!folder_id || e->r.folder_id == folder_id)))
