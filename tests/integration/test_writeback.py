@@ -288,11 +288,13 @@ def test_cp_r_200_files(mount, emulator, api, proj, tmp_path):
     assert all(json.loads(d)["tags"] == ["cp"] for d in docs.values())
     print("writeback cp -r 200 (landing): %d requests, routes %s" % (total, routes))
     # per batch one listing, multipart calls (the name-length rule splits
-    # 200 names in two), one status call, one listing after; saves journaled
-    # while an earlier batch was in backoff may make a second batch
-    assert emulator.uploads(routes) <= 4, routes
-    assert emulator.status_changes(routes) <= 2, routes
-    assert total <= 8, routes
+    # 200 names in two), one status call, one listing after. A batch that was
+    # inside a client retry when the fault was cleared lands its part, the
+    # rest goes in one or two more: a few batches, never a request per file
+    # (the synchronous mode makes about 800)
+    assert emulator.status_changes(routes) <= 3, routes
+    assert emulator.uploads(routes) <= 2 * emulator.status_changes(routes) + 1, routes
+    assert total <= 16, routes
     assert journal_files(m) == []
 
 
