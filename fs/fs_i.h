@@ -132,6 +132,7 @@ struct fs_doc {
     /* -o writeback (uploader.c): the journaled save not yet landed */
     struct fs_ver *wb;      /**< its final form (a ref, pinned): stat and read show it */
     struct timespec wb_mtime; /**< the mtime shown for it, kept across the landing */
+    int wb_status;          /**< the status its final form shows (the xattr's too) */
 };
 
 /* --------------------------------------------------------------- tree */
@@ -712,7 +713,10 @@ void fs_wb_counts(struct fs_state *st, uint64_t *pending, uint64_t *failed,
 /** The store's side: show @p data (stolen) as the item's dirty version; a
  * ref to it. Clear: the landing (or a cancel) of exactly @p v. */
 struct fs_ver *fs_doc_wb_set(struct fs_state *st, struct fs_item *it, char *data, size_t len,
-                             const struct timespec *mtime);
+                             const struct timespec *mtime, int status);
+/** The status the item shows (its xattr): a pending write-back save's final
+ * form's, else the platform's key's; -ENOENT if not known. */
+int fs_doc_shown_status(struct fs_state *st, struct fs_item *it, int *status);
 /** After the landing at key (ms, status): the bytes become that key's
  * version (successor of @p v), the mtime is kept; then the dirty version
  * goes. @p ms < 0: the key is unknown, the next read fetches. */

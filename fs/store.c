@@ -270,6 +270,16 @@ int fs_doc_key(struct fs_state *st, struct fs_item *it, int64_t *ms, int *status
     return has ? 0 : -ENOENT;
 }
 
+int fs_doc_shown_status(struct fs_state *st, struct fs_item *it, int *status)
+{
+    int has;
+    pthread_mutex_lock(&st->ds.mu);
+    has = it->doc.has_key || it->doc.wb;
+    *status = it->doc.wb ? it->doc.wb_status : it->doc.status;
+    pthread_mutex_unlock(&st->ds.mu);
+    return has ? 0 : -ENOENT;
+}
+
 int fs_doc_hidden(struct fs_state *st, struct fs_item *it)
 {
     int h;
@@ -733,7 +743,7 @@ struct fs_ver *fs_doc_cur_ref(struct fs_state *st, struct fs_item *it, int pin)
 /* ---------------------------------------------------------- write-back */
 
 struct fs_ver *fs_doc_wb_set(struct fs_state *st, struct fs_item *it, char *data, size_t len,
-                             const struct timespec *mtime)
+                             const struct timespec *mtime, int status)
 {
     struct fs_doc *d = &it->doc;
     struct fs_ver *v;
@@ -751,6 +761,7 @@ struct fs_ver *fs_doc_wb_set(struct fs_state *st, struct fs_item *it, char *data
         }
         d->wb = v;
         d->wb_mtime = *mtime;
+        d->wb_status = status;
         serve_locked(st, d, v);
         v->refs++;
     }

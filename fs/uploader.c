@@ -310,7 +310,7 @@ int fs_wb_save(struct fs_state *st, struct fs_item *it, const char *data, size_t
         entry_free(st, e);
         return -EIO;
     }
-    v = fs_doc_wb_set(st, it, final, flen, &mt);
+    v = fs_doc_wb_set(st, it, final, flen, &mt, final_status);
     e->ver = v;
 
     pthread_mutex_lock(&wb->mu);

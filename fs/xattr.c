@@ -118,9 +118,8 @@ static int item_attr(struct fs_state *st, struct fs_item *it, const char *name, 
         return *out ? 0 : -ENOMEM;
     }
     if (!strcmp(name, X_STATUS)) {
-        int64_t ms;
         int v, r;
-        if (fs_doc_key(st, it, &ms, &v))
+        if (fs_doc_shown_status(st, it, &v))
             return -ENODATA;
         r = fs_status_name(st, it->folder->proj, v, buf, sizeof buf);
         if (r)

@@ -20,6 +20,7 @@ serves again without a remount). Asserted for every (fault, operation) pair:
 The chaos run (test_chaos_rsync) rsyncs N edited files (SAFS_CHAOS_N,
 default 200; 1000 for the long run) while 10 % of requests fail at random.
 """
+import errno
 import json
 import os
 import shutil
@@ -480,3 +481,100 @@ def test_chaos_rsync(mount, emulator, api, tmp_path):
         n=CHAOS_N, secs=round(secs, 1), rsync_rc=r.returncode, faults_hit=hits,
         retries=s1["retries"] - s0["retries"], failed=len(failed), not_landed=len(not_landed),
         recovered_files=len(rec), recovered_bytes=sum(len(b) for b in rec.values()))))
+
+
+def test_chaos_rsync_writeback(mount, emulator, api, tmp_path):
+    """The chaos run on top of -o writeback: rsync -a of CHAOS_N edited files
+    while requests fail at random (30 % of uploads 500, 10 % of the rest 503),
+    plus one certain 500 on the first multipart upload. rsync's close paths
+    make no request, so it sees only its stats' faults (retried); the
+    uploader retries every failed batch with backoff. fsync of the folder,
+    bounded by the deadline (EIO while the faults last), then lands
+    everything: the platform equals the source, nothing is recovered (a 500
+    is transient), and a second rsync -a transfers nothing."""
+    names = ["w_%04d.jpg" % i for i in range(CHAOS_N)]
+    emulator.seed(P, folder=F, items=names, documents={i: doc(i, "orig") for i in names})
+    m = mount(P, opts={"op_timeout": str(OP_TIMEOUT * 4), "writeback": True,
+                       "cache_timeout": "30"})
+    src = tmp_path / "src"
+    src.mkdir()
+    for x in names:
+        (src / (x + SUFFIX)).write_bytes(doc_text(x, "chaos-wb"))
+    s0 = stats(m)
+    seed_ = int(os.environ.get("SAFS_CHAOS_SEED", "20261202"))
+    up = "/api/v4/items/annotations/upload"
+    emulator.faults([
+        {"path": up, "status": 500, "count": 1},
+        # write-back makes few upload requests (batches): 30 % of them fail
+        {"path": up, "status": 500, "count": -1, "probability": 0.30, "seed": seed_},
+        {"path": "/", "status": 503, "count": -1, "probability": 0.10, "seed": seed_ + 1},
+    ])
+    t0 = time.monotonic()
+    r = subprocess.run(["rsync", "-a", "--itemize-changes", str(src) + "/", m.p(F) + "/"],
+                       capture_output=True, text=True, timeout=bound(8 * CHAOS_N))
+    secs = time.monotonic() - t0
+    assert r.returncode in (0, 23), (r.returncode, r.stderr[-3000:])
+    failed = {x for x in names if (x + SUFFIX) in r.stderr}
+    assert (r.returncode == 23) == bool(failed), r.stderr[-2000:]
+    # fsync of the folder while the faults last: EIO within its deadline, or done
+    fsyncs, landed = 0, False
+    while not landed and time.monotonic() - t0 < 120:
+        fd = os.open(m.p(F), os.O_RDONLY)
+        t1 = time.monotonic()
+        try:
+            os.fsync(fd)
+            landed = True
+        except OSError as e:
+            assert e.errno == errno.EIO, e
+            assert time.monotonic() - t1 < OP_TIMEOUT * 4 + 5, "fsync beyond its deadline"
+        finally:
+            os.close(fd)
+        fsyncs += 1
+    left = faults_left(emulator)
+    hits = {f["path"] + ("(p)" if f.get("probability") else ""): f.get("hits", 0) for f in left}
+    # the certain 500 met the first multipart upload (a used-up fault is gone)
+    assert not [f for f in left if f.get("count") == 1], left
+    emulator.clear_faults()
+    if not landed:
+        fd = os.open(m.p(F), os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    s1 = stats(m)
+    got = api.folder_documents(P, F)
+    for x in names:
+        if x not in failed:
+            assert json.loads(got[x])["tags"] == ["chaos-wb"], x
+    assert recovered(m) == {}, list(recovered(m))
+    assert s1["uploads_pending"] == 0 and s1["uploads_failed"] == 0, s1
+    # the first multipart upload failed (at least): its saves stayed
+    # journaled and were retried by the uploader (the client does not retry
+    # a 500; a 503 it does)
+    n_retried = m.log().count("kept journaled, retried")
+    assert n_retried > 0
+    # a second rsync completes the job (the files it could not stat) ...
+    r2 = subprocess.run(["rsync", "-a", str(src) + "/", m.p(F) + "/"],
+                        capture_output=True, text=True, timeout=bound(8 * CHAOS_N))
+    assert r2.returncode == 0, r2.stderr[-3000:]
+    fd = os.open(m.p(F), os.O_RDONLY)
+    os.fsync(fd)
+    os.close(fd)
+    got = api.folder_documents(P, F)
+    assert all(json.loads(got[x])["tags"] == ["chaos-wb"] for x in names)
+    # ... and a third uploads nothing (the mount shows the platform's form of
+    # each document, so rsync compares and re-sends; nothing changed)
+    emulator.reset_stats()
+    r3 = subprocess.run(["rsync", "-a", str(src) + "/", m.p(F) + "/"],
+                        capture_output=True, text=True, timeout=bound(8 * CHAOS_N))
+    assert r3.returncode == 0, r3.stderr[-3000:]
+    fd = os.open(m.p(F), os.O_RDONLY)
+    os.fsync(fd)
+    os.close(fd)
+    assert emulator.uploads() == 0, emulator.routes()
+    for x in names[::25]:
+        assert read(m.p(F, x + SUFFIX)) == pretty_tokens(api.document_bytes(P, F, x))
+    print("FIGURES chaos_writeback %s" % json.dumps(dict(
+        n=CHAOS_N, rsync_secs=round(secs, 1), rsync_rc=r.returncode, faults_hit=hits,
+        fsyncs_until_landed=fsyncs, client_retries=s1["retries"] - s0["retries"],
+        uploader_retries=n_retried, failed=len(failed))))

@@ -147,12 +147,18 @@ class FileModel:
         self.tainted = None         # an unexpected result made the model unsure
         self.ops = []               # [t0, t1, kind] of the owner's recent operations
         self.history = []           # every version: (content, t0)
+        self.initial = content
 
 
 class Stress:
     def __init__(self, emulator, workdir, seed, seconds, threads, files, readers, log=print,
-                 mount_factory=None):
+                 mount_factory=None, writeback=False, mount_factory_a=None):
         self.em, self.workdir, self.seed = emulator, workdir, seed
+        # -o writeback on mount A (the writers'): its saves land later, in
+        # batches; mount B (default mode) sees the platform
+        self.writeback = writeback
+        self.mount_factory_a = mount_factory_a or (
+            (lambda d: Mount(emulator, d, PROJECT, {"writeback": True})) if writeback else None)
         self.seconds, self.nthreads, self.nfiles, self.nreaders = seconds, threads, files, readers
         self.log = log
         self.mount_factory = mount_factory or (lambda d: Mount(emulator, d, PROJECT))
@@ -224,7 +230,7 @@ class Stress:
             self.files.append(FileModel(n, [inst, tags], STATUSES[st - 1]))
         self.em.ctl("POST", "seed", {"project": PROJECT, "type": 1, "workflow": 1,
                                      "items": names, "documents": docs, "statuses": statuses})
-        self.a = self.mount_factory(os.path.join(self.workdir, "a"))
+        self.a = (self.mount_factory_a or self.mount_factory)(os.path.join(self.workdir, "a"))
         self.b = self.mount_factory(os.path.join(self.workdir, "b"))
 
     # -- reads ----------------------------------------------------------------
@@ -277,6 +283,10 @@ class Stress:
                        % (f.fname, which, t0, t1, stage, os.strerror(err), absent, self.around(f, t0, t1)))
             return
         busy = self.busy(f, t0, t1)
+        if self.writeback and which == "B":
+            # the platform changes when a batch lands, not during the
+            # owner's operation: B's view may change at any time
+            busy = busy or ["a write-back landing"]
         if sizes[0] != len(data) or sizes[1] != len(data):
             if busy:
                 # FUSE's getattr has no file handle: an fstat while the file
@@ -293,6 +303,19 @@ class Stress:
             self.error("read of %s on mount %s: not JSON (%s): %r" % (f.fname, which, e, data[:200]))
             return
         c = content_of(doc)
+        if self.writeback and which == "B":
+            # with write-back a version lands after the operation that made
+            # it (and one replaced before its batch never does): B may see
+            # any version the owner ever made, whole, never a mix
+            with self.lock:
+                made = {x for x, _a, _b in f.history} | {v.content for v in f.versions}
+                made |= {f.initial, EMPTY}
+            if c in made:
+                self.count("~read-B-ok")
+            else:
+                self.error("read of %s on mount B (write-back on A): a content the owner never "
+                           "made: %r" % (f.fname, data[:200]))
+            return
         if not any(v.content == c for v in versions):
             with self.lock:
                 seen = [(i, round(a, 3), round(b, 3)) for i, (x, a, b) in enumerate(f.history) if x == c]
@@ -641,7 +664,7 @@ class Stress:
                 raise RuntimeError("hang")
             for f in self.files:
                 self.finish_delete(f)
-            self.a.unmount()  # sends the pending deletes
+            self.a.unmount()  # sends the pending deletes (and drains write-back)
             self.b.unmount()
             self.verify()
         finally:
@@ -722,9 +745,9 @@ class Stress:
             self.log("    %-40s %7d" % (k, self.counts[k]))
         if self.errors:
             self.log("stress FAILED, seed %d: %d errors; repeat: /usr/bin/python3 tests/stress/stress.py "
-                     "--seed %d --seconds %d --threads %d --files %d --readers %d"
+                     "--seed %d --seconds %d --threads %d --files %d --readers %d%s"
                      % (self.seed, len(self.errors), self.seed, self.seconds, self.nthreads,
-                        self.nfiles, self.nreaders))
+                        self.nfiles, self.nreaders, " --writeback" if self.writeback else ""))
             for e in self.errors[:50]:
                 self.log("  " + e)
 
@@ -736,6 +759,7 @@ def main():
     ap.add_argument("--threads", type=int, default=4)
     ap.add_argument("--files", type=int, default=12)
     ap.add_argument("--readers", type=int, default=2)
+    ap.add_argument("--writeback", action="store_true", help="mount A (the writers') with -o writeback")
     ap.add_argument("--workdir", default=None, help="kept afterwards (default: a temporary one, removed on success)")
     a = ap.parse_args()
     seed = a.seed if a.seed is not None else random.SystemRandom().randrange(1, 1 << 31)
@@ -745,7 +769,7 @@ def main():
     ok = False
     try:
         s = Stress(em, wd, seed, a.seconds, a.threads, a.files, a.readers,
-                   log=lambda m: print(m, flush=True))
+                   log=lambda m: print(m, flush=True), writeback=a.writeback)
         ok = s.run()
     finally:
         em.stop(check=False)
