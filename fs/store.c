@@ -361,6 +361,20 @@ static int recent_err(const struct fs_doc *d)
     return d->fetch_err && fs_now() - d->fetch_err_at < FETCH_ERR_HOLD;
 }
 
+/* Hand @p v to fs_doc_get's caller: pinned and referenced, the served
+ * version if asked; unlocks the store. */
+static int hand_out_unlock(struct fs_state *st, struct fs_doc *d, struct fs_ver *v,
+                           int mark_served, struct fs_ver **out)
+{
+    v->pins++;
+    v->refs++;
+    if (mark_served)
+        serve_locked(st, d, v);
+    pthread_mutex_unlock(&st->ds.mu);
+    *out = v;
+    return 0;
+}
+
 int fs_doc_get(struct fs_state *st, struct fs_item *it, int fresh, int mark_served,
                struct fs_ver **out)
 {
@@ -378,30 +392,18 @@ int fs_doc_get(struct fs_state *st, struct fs_item *it, int fresh, int mark_serv
 
         if (d->wb && d->wb->data) {
             /* a journaled save not yet landed (-o writeback): its final form */
-            v = d->wb;
-            v->pins++;
-            v->refs++;
-            if (mark_served)
-                serve_locked(st, d, v);
-            pthread_mutex_unlock(&st->ds.mu);
-            *out = v;
-            return 0;
+            return hand_out_unlock(st, d, d->wb, mark_served, out);
         }
         if (!d->has_key) {
             pthread_mutex_unlock(&st->ds.mu);
             return -ENOENT;
         }
         if (v && v->data && (fresh ? v->settled : open_fresh(st, v))) {
-            v->pins++;
-            v->refs++;
             lru_push(&st->ds, v);
-            if (mark_served)
-                serve_locked(st, d, v);
-            pthread_mutex_unlock(&st->ds.mu);
+            hand_out_unlock(st, d, v, mark_served, out);
             pthread_mutex_lock(&st->mu);
             st->own.cache_hits++;
             pthread_mutex_unlock(&st->mu);
-            *out = v;
             return 0;
         }
         if (d->fetching || (d->batching && !fresh)) {
@@ -446,13 +448,7 @@ int fs_doc_get(struct fs_state *st, struct fs_item *it, int fresh, int mark_serv
             pthread_mutex_unlock(&st->ds.mu);
             return -EIO;
         }
-        v->pins++;
-        v->refs++;
-        if (mark_served)
-            serve_locked(st, d, v);
-        pthread_mutex_unlock(&st->ds.mu);
-        *out = v;
-        return 0;
+        return hand_out_unlock(st, d, v, mark_served, out);
     }
 }
 

@@ -426,6 +426,18 @@ def test_cp_200_files_in_under_503_bursts(mount, emulator, api, tmp_path):
 CHAOS_N = int(os.environ.get("SAFS_CHAOS_N", "200"))
 
 
+def chaos_items(emulator, tmp_path, prefix, tag):
+    """CHAOS_N items seeded with "orig" documents, and a source tree of
+    their edits (tag @tag): (names, source directory)."""
+    names = ["%s_%04d.jpg" % (prefix, i) for i in range(CHAOS_N)]
+    emulator.seed(P, folder=F, items=names, documents={i: doc(i, "orig") for i in names})
+    src = tmp_path / "src"
+    src.mkdir()
+    for x in names:
+        (src / (x + SUFFIX)).write_bytes(doc_text(x, tag))
+    return names, src
+
+
 def test_chaos_rsync(mount, emulator, api, tmp_path):
     """rsync -a of CHAOS_N edited files while 10 % of the requests fail at
     random (seeded): 10 % of uploads answer 500 (not retried: the save
@@ -433,13 +445,8 @@ def test_chaos_rsync(mount, emulator, api, tmp_path):
     platform holds every edit rsync reported done, the others are on the
     platform or in the recovery folder, and a second rsync -a completes the
     job (exit 0, platform == source)."""
-    names = ["c_%04d.jpg" % i for i in range(CHAOS_N)]
-    emulator.seed(P, folder=F, items=names, documents={i: doc(i, "orig") for i in names})
+    names, src = chaos_items(emulator, tmp_path, "c", "chaos")
     m = mount(P, opts={"op_timeout": str(OP_TIMEOUT * 4)})
-    src = tmp_path / "src"
-    src.mkdir()
-    for x in names:
-        (src / (x + SUFFIX)).write_bytes(doc_text(x, "chaos"))
     s0 = stats(m)
     seed_ = int(os.environ.get("SAFS_CHAOS_SEED", "20261202"))
     emulator.faults([
@@ -492,14 +499,9 @@ def test_chaos_rsync_writeback(mount, emulator, api, tmp_path):
     bounded by the deadline (EIO while the faults last), then lands
     everything: the platform equals the source, nothing is recovered (a 500
     is transient), and a second rsync -a transfers nothing."""
-    names = ["w_%04d.jpg" % i for i in range(CHAOS_N)]
-    emulator.seed(P, folder=F, items=names, documents={i: doc(i, "orig") for i in names})
+    names, src = chaos_items(emulator, tmp_path, "w", "chaos-wb")
     m = mount(P, opts={"op_timeout": str(OP_TIMEOUT * 4), "writeback": True,
                        "cache_timeout": "30"})
-    src = tmp_path / "src"
-    src.mkdir()
-    for x in names:
-        (src / (x + SUFFIX)).write_bytes(doc_text(x, "chaos-wb"))
     s0 = stats(m)
     seed_ = int(os.environ.get("SAFS_CHAOS_SEED", "20261202"))
     up = "/api/v4/items/annotations/upload"

@@ -23,6 +23,16 @@ from test_mount import attempt, clean_env, write_ini, write_token_file
 V = "Demo Vector"
 
 
+def wait_mounted(p, mnt):
+    """Wait (30 s at most) until the daemon @p has mounted @mnt; fails with
+    its output if it exits first."""
+    for _ in range(300):
+        if os.path.ismount(str(mnt)):
+            return
+        assert p.poll() is None, p.stdout.read()
+        subprocess.run(["sleep", "0.1"])
+
+
 def make_cert(d, cn="127.0.0.1", san="IP:127.0.0.1"):
     key, cert = os.path.join(d, "key.pem"), os.path.join(d, "cert.pem")
     run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
@@ -140,11 +150,7 @@ def test_token_from_env_is_wiped_from_proc_environ(emulator, tmp_path):
     p = subprocess.Popen([harness.SAFS, V, str(mnt), "-f"], env=env, stdin=subprocess.DEVNULL,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        for _ in range(300):
-            if os.path.ismount(str(mnt)):
-                break
-            assert p.poll() is None, p.stdout.read()
-            subprocess.run(["sleep", "0.1"])
+        wait_mounted(p, mnt)
         assert os.path.ismount(str(mnt))
         assert "train" in os.listdir(str(mnt))  # the token works
         places = token_places(p.pid)
@@ -208,11 +214,7 @@ def test_no_core_dump_of_the_daemon(emulator, tmp_path):
                          env=clean_env(tmp_path), stdin=subprocess.DEVNULL,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        for _ in range(300):
-            if os.path.ismount(str(mnt)):
-                break
-            assert p.poll() is None, p.stdout.read()
-            subprocess.run(["sleep", "0.1"])
+        wait_mounted(p, mnt)
         assert "train" in os.listdir(str(mnt / "train")) or os.listdir(str(mnt / "train"))
         r = gcore_noptrace(p.pid, str(tmp_path / "safs"))
         dumps = [n for n in os.listdir(str(tmp_path)) if n.startswith("safs.")]
