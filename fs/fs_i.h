@@ -558,9 +558,9 @@ int fs_unlink_item(struct fs_state *st, struct fs_item *it, const char *path);
 int fs_unlink_hide(struct fs_state *st, struct fs_item *it, struct fs_folder *f,
                    const char *ghost, const char *path);
 int fs_unlink_ghost(struct fs_state *st, struct fs_folder *f, const char *name);
-/** The item (a new ref) of a ghost libfuse unlinked within FS_GHOST_KEEP s,
- * for an open that raced with it; NULL if none. */
-struct fs_item *fs_ghost_gone_item(struct fs_state *st, struct fs_folder *f, const char *name);
+/** A ghost still resolves (not unlinked by libfuse, or within FS_GHOST_KEEP
+ * s of it, for a node that raced with the hide); under st->mu. */
+int fs_ghost_kept(const struct fs_ghost *g);
 /** A re-create of a hidden name: cancels the pending delete and returns the
  * base of the save (a ref, or NULL). Waits for a delete in flight. */
 struct fs_ver *fs_recreate(struct fs_state *st, struct fs_item *it);

@@ -146,14 +146,6 @@ static int op_open(const char *path, struct fuse_file_info *fi)
     switch (l.kind) {
     case FS_K_NONE:
         r = -ENOENT;
-        if (l.fold && l.leaf && fs_is_fuse_hidden(l.leaf)) {
-            /* the ghost's last close came first (fs_ghost_gone_item) */
-            struct fs_item *gone = fs_ghost_gone_item(st, l.fold, l.leaf);
-            if (gone) {
-                r = open_ghost(st, gone, path, fi);
-                fs_item_put(st, gone);
-            }
-        }
         break;
     case FS_K_GHOST:
         r = open_ghost(st, l.item, path, fi);

@@ -192,9 +192,10 @@ static int lookup_in_folder(struct fs_state *st, struct fs_folder *f, const char
     } else if ((loc->scr = fs_map_get(&f->scratch, name))) {
         loc->kind = FS_K_SCRATCH;
         loc->scr->refs++;
-    } else if (fs_map_get(&f->ghosts, name) &&
-               !((struct fs_ghost *)fs_map_get(&f->ghosts, name))->gone_at) {
-        /* a ghost libfuse already unlinked is nothing (but op_open) */
+    } else if (fs_ghost_kept(fs_map_get(&f->ghosts, name))) {
+        /* libfuse unlinks a ghost at its last close; a node that raced
+         * with the hide still reaches it afterwards (its open, then its
+         * fstat, which has no descriptor): kept for FS_GHOST_KEEP s */
         loc->ghost = fs_map_get(&f->ghosts, name);
         loc->kind = FS_K_GHOST;
         loc->item = loc->ghost->item;

@@ -113,10 +113,16 @@ int fs_unlink_hide(struct fs_state *st, struct fs_item *it, struct fs_folder *f,
 
 /* libfuse unlinks a ghost at its last close, and an open that raced with
  * the hide (it looked the name up before; its OPEN reaches the hidden name)
- * may arrive after that: the ghost is kept, invisible, for FS_GHOST_KEEP s
- * so that such an open still finds the item. A rename onto an open file can
- * take that long on a slow platform (libfuse sends the open after it). */
+ * may arrive after that, followed by its fstat (by the same hidden name):
+ * the ghost is kept, invisible in listings, for FS_GHOST_KEEP s so that
+ * such a node still finds the item. A rename onto an open file can take
+ * that long on a slow platform (libfuse sends the open after it). */
 #define FS_GHOST_KEEP 60.0
+
+int fs_ghost_kept(const struct fs_ghost *g)
+{
+    return g && (!g->gone_at || fs_now() - g->gone_at <= FS_GHOST_KEEP);
+}
 
 struct gone_scan {
     double now;
@@ -173,19 +179,6 @@ int fs_unlink_ghost(struct fs_state *st, struct fs_folder *f, const char *name)
     }
     free(old);
     return 0;
-}
-
-struct fs_item *fs_ghost_gone_item(struct fs_state *st, struct fs_folder *f, const char *name)
-{
-    struct fs_item *it = NULL;
-    pthread_mutex_lock(&st->mu);
-    struct fs_ghost *g = fs_map_get(&f->ghosts, name);
-    if (g && g->gone_at && fs_now() - g->gone_at <= FS_GHOST_KEEP) {
-        it = g->item;
-        fs_item_get(it);
-    }
-    pthread_mutex_unlock(&st->mu);
-    return it;
 }
 
 struct fs_ver *fs_recreate(struct fs_state *st, struct fs_item *it)

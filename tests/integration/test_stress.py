@@ -118,7 +118,10 @@ def test_open_during_renames_while_others_open_and_close(mount, api):
     .fuse_hidden… and unlinks that name at its last close, which can come
     before the open that raced with the hide reaches it: that open was
     ENOENT (about 60 in 15 s before the fix). Every open must succeed with
-    one whole version, and the platform ends with the last rename's bytes."""
+    one whole version, and the platform ends with the last rename's bytes.
+    The same race, one step on (stress seed 1695876333): an open that reached
+    the hidden name after its last close succeeded, but its fstat (sent by
+    the node's path, the hidden name) was ENOENT."""
     m = mount()
     name = sorted(n for n in os.listdir(m.path) if n.endswith(SUFFIX))[2]
     f = m.p(name)
@@ -150,14 +153,22 @@ def test_open_during_renames_while_others_open_and_close(mount, api):
 
     def reader():
         while time.monotonic() < stop:
+            stage = "open"
             try:
                 with open(f, "rb") as r:
+                    # fstat reaches the daemon without the descriptor (by
+                    # the node's path, the hidden name after a hide)
+                    stage = "fstat"
+                    os.fstat(r.fileno())
+                    stage = "read"
                     t = json.loads(r.read())["tags"]
+                    stage = "fstat after read"
+                    os.fstat(r.fileno())
                 if t != doc["tags"] and not (len(t) == 1 and t[0] in tags):
                     seen["bad"].append(t)
                 seen["reads"] += 1
             except OSError as e:
-                seen["errors"].append(("read", e.strerror))
+                seen["errors"].append((stage, e.strerror))
 
     ts = [threading.Thread(target=x) for x in (writer, holder, holder, reader, reader)]
     for t in ts:
