@@ -56,11 +56,14 @@ struct wbe {
     const struct sa_project *proj;
     int inflight, waiting;
     int sent;                /**< was part of an upload request (its answer may be lost) */
+    int heir;                /**< a save of this item, being journaled, took its base from
+                              *   this one: if this one lands first, wb->landed says where */
     double at, due;
     int tries;
 };
 
 struct wb_err { int err; char why[200]; };
+struct wb_landed { int blind; int64_t ms; int status; };
 
 struct fs_wb {
     pthread_mutex_t mu;
@@ -70,6 +73,8 @@ struct fs_wb {
     uint64_t next_seq;
     struct wbe *head;
     struct fs_map errs;      /**< "%lld" item id -> struct wb_err */
+    struct fs_map landed;    /**< "%llu" seq of an heir's predecessor that landed while the
+                              *   heir was journaled -> struct wb_landed (consumed by it) */
     struct sa_project *projs;/**< projects of replayed records (owned) */
     size_t n_projs;
     int stop, started, urgent;
@@ -89,6 +94,12 @@ static int64_t now_ms(void)
 static void key_str(char *b, size_t n, long long id)
 {
     snprintf(b, n, "%lld", id);
+}
+
+static const char *seq_key(char *b, size_t n, uint64_t seq)
+{
+    snprintf(b, n, "%llu", (unsigned long long)seq);
+    return b;
 }
 
 static void entry_free(struct fs_state *st, struct wbe *e)
@@ -172,6 +183,10 @@ int fs_wb_save(struct fs_state *st, struct fs_item *it, const char *data, size_t
     char why[256], *prep = NULL, *final = NULL, *pend = NULL;
     size_t preplen = 0, flen = 0;
     const char *set_name = NULL;
+    char k[32];
+    uint64_t heir_of = 0, jseq;
+    int64_t jms;
+    int jblind, jstatus, jwait;
     int r, final_status;
     enum sa_err se;
 
@@ -287,16 +302,27 @@ int fs_wb_save(struct fs_state *st, struct fs_item *it, const char *data, size_t
     e->r.seq = wb->next_seq++;
     ex = find(wb, it->id, 0);
     if (ex) {
+        /* based on the save before it; should that one land while this
+         * record is written, settle() leaves where in wb->landed */
         e->r.blind = ex->r.blind;
         e->r.base_ms = ex->r.base_ms;
         e->r.base_status = ex->r.base_status;
-    } else if (base) {
-        e->r.base_ms = base->ms;
-        e->r.base_status = base->status;
-    } else {
+        heir_of = ex->r.seq;
+        ex->heir = 1;
+    } else if (!base) {
         e->r.blind = 1;
     }
     pthread_mutex_unlock(&wb->mu);
+    if (!heir_of && base) {
+        /* the base, followed through this mount's own changes now: a save
+         * of ours that landed since save.c took it (no entry left, so its
+         * landing has linked its successor) */
+        pthread_mutex_lock(&st->ds.mu);
+        v = fs_ver_last_locked(base);
+        e->r.base_ms = v->ms;
+        e->r.base_status = v->status;
+        pthread_mutex_unlock(&st->ds.mu);
+    }
 
     mt = mtime ? *mtime : (struct timespec){0};
     if (!mtime)
@@ -306,6 +332,15 @@ int fs_wb_save(struct fs_state *st, struct fs_item *it, const char *data, size_t
         fs_log(st, LOG_ERR, "%s: cannot write the journal %s: %s; the save is refused",
                o->path, wb->dir, strerror(-r));
         fs_recover(st, "failed", f, o->path, data, len);
+        pthread_mutex_lock(&wb->mu);
+        if (heir_of) {
+            ex = find(wb, it->id, 0);
+            if (ex && ex->r.seq == heir_of)
+                ex->heir = 0;
+            else
+                free(fs_map_del(&wb->landed, seq_key(k, sizeof k, heir_of)));
+        }
+        pthread_mutex_unlock(&wb->mu);
         free(final);
         entry_free(st, e);
         return -EIO;
@@ -313,7 +348,26 @@ int fs_wb_save(struct fs_state *st, struct fs_item *it, const char *data, size_t
     v = fs_doc_wb_set(st, it, final, flen, &mt, final_status);
     e->ver = v;
 
-    pthread_mutex_lock(&wb->mu);
+    for (;;) {
+        struct wb_landed *ld = NULL;
+        pthread_mutex_lock(&wb->mu);
+        if (heir_of)
+            ld = fs_map_del(&wb->landed, seq_key(k, sizeof k, heir_of));
+        if (!ld)
+            break; /* wb->mu held: a predecessor still queued lands after this is */
+        /* the predecessor landed while this was written: based on where */
+        heir_of = 0;
+        e->r.blind = ld->blind;
+        e->r.base_ms = ld->ms;
+        e->r.base_status = ld->status;
+        pthread_mutex_unlock(&wb->mu);
+        free(ld);
+        r = fs_journal_write(wb->dir, &e->r);
+        if (r)
+            fs_log(st, LOG_WARNING, "%s: cannot rewrite the journal record in %s: %s; a "
+                   "replay after a crash would find a conflict (the bytes then go to the "
+                   "recovery folder)", o->path, wb->dir, strerror(-r));
+    }
     clear_err(wb, it->id);
     ex = find(wb, it->id, 0);
     if (ex && !ex->inflight) {
@@ -347,6 +401,11 @@ int fs_wb_save(struct fs_state *st, struct fs_item *it, const char *data, size_t
             unlink_entry(wb, old);
     }
     push_entry(wb, e);
+    jseq = e->r.seq;
+    jblind = e->r.blind;
+    jms = e->r.base_ms;
+    jstatus = e->r.base_status;
+    jwait = e->waiting;
     pthread_cond_broadcast(&wb->cv);
     pthread_mutex_unlock(&wb->mu);
     if (old) {
@@ -354,7 +413,9 @@ int fs_wb_save(struct fs_state *st, struct fs_item *it, const char *data, size_t
             fs_journal_remove(wb->dir, old->r.seq);
         entry_free(st, old);
     }
-    fs_log(st, LOG_DEBUG, "%s: journaled (%zu bytes)", o->path, len);
+    fs_log(st, LOG_DEBUG, "%s: journaled (%zu bytes) as save %llu, based on %s%lld/%d%s", o->path,
+           len, (unsigned long long)jseq, jblind ? "nothing (blind) " : "key ", (long long)jms,
+           jstatus, jwait ? ", after the one in flight" : "");
     if (o->newbase && v) {
         pthread_mutex_lock(&st->ds.mu);
         v->refs++;
@@ -536,10 +597,15 @@ static void run_batch(struct fs_state *st, struct batch *b)
                     b->v[i]->r.uploaded = 1;
                 } else if (match[q] == 1)
                     b->state[i] = B_UPLOAD;
-                else
+                else {
+                    fs_log(st, LOG_DEBUG, "write-back %s: save %llu based on key %lld/%d, the "
+                           "platform's %lld/%d, content differs", b->v[i]->r.name,
+                           (unsigned long long)b->v[i]->r.seq, (long long)b->v[i]->r.base_ms,
+                           b->v[i]->r.base_status, (long long)b->ms[i], b->status[i]);
                     final_fail(st, b, i, 1, ESTALE, "conflict: the item changed on the "
                                "platform since this mount read it; the platform keeps the "
                                "other edit");
+                }
             }
         }
         free(idx);
@@ -702,6 +768,17 @@ static void settle(struct fs_state *st, struct batch *b, struct wbe **gone)
             }
             w->waiting = 0;
             w->due = 0;
+        } else if (x->heir && b->state[i] == B_DONE) {
+            /* its heir is being journaled (fs_wb_save) and not queued yet */
+            struct wb_landed *ld = calloc(1, sizeof *ld);
+            char k[32];
+            if (ld) {
+                ld->blind = b->ms[i] < 0;
+                ld->ms = b->ms[i];
+                ld->status = b->status[i];
+                free(fs_map_del(&wb->landed, seq_key(k, sizeof k, x->r.seq)));
+                fs_map_put(&wb->landed, k, ld);
+            }
         }
         unlink_entry(wb, x);
         x->next = *gone;
@@ -899,6 +976,7 @@ int fs_wb_init(struct fs_state *st, char *err, size_t errlen)
     pthread_cond_init(&wb->cv, NULL);
     pthread_cond_init(&wb->done_cv, NULL);
     fs_map_init(&wb->errs);
+    fs_map_init(&wb->landed);
     wb->lock_fd = -1;
     wb->next_seq = 1;
     st->wb = wb;
@@ -1036,6 +1114,8 @@ void fs_wb_free(struct fs_state *st)
     }
     fs_map_each(&wb->errs, free_err, NULL);
     fs_map_clear(&wb->errs);
+    fs_map_each(&wb->landed, free_err, NULL);
+    fs_map_clear(&wb->landed);
     for (size_t i = 0; i < wb->n_projs; i++)
         sa_project_clear(&wb->projs[i]);
     free(wb->projs);
