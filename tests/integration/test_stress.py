@@ -23,7 +23,7 @@ KINDS = ("save-trunc", "save-rdwr-ftruncate", "save-fsync", "save-rename", "save
          "~read-B-ok")
 
 
-def run_stress(emulator, mount, tmp_path, seed, seconds, capsys=None):
+def run_stress(emulator, mount, tmp_path, seed, seconds, capsys=None, writeback=False):
     lines = []
 
     def log(m):
@@ -31,7 +31,10 @@ def run_stress(emulator, mount, tmp_path, seed, seconds, capsys=None):
         print(m, flush=True)
 
     s = stress.Stress(emulator, str(tmp_path / "stress"), seed, seconds, threads=4, files=12,
-                      readers=2, log=log, mount_factory=lambda d: mount(stress.PROJECT))
+                      readers=2, log=log, mount_factory=lambda d: mount(stress.PROJECT),
+                      writeback=writeback,
+                      mount_factory_a=(lambda d: mount(stress.PROJECT, {"writeback": True}))
+                      if writeback else None)
     ok = s.run()
     assert ok, "stress failed, seed %d:\n%s" % (seed, "\n".join(s.errors[:30]))
     # every kind of operation ran, and the final comparison covered every file
@@ -60,6 +63,15 @@ def test_stress_random_seed(emulator, mount, tmp_path):
     seed = random.SystemRandom().randrange(1, 1 << 31)
     print("stress seed %d" % seed)
     run_stress(emulator, mount, tmp_path, seed, 20)
+
+
+def test_stress_writeback_random_seed(emulator, mount, tmp_path):
+    """20 s with mount A (the writers') in -o writeback and a new seed each run
+    (printed): saves land later, in batches; rm cancels unlanded saves;
+    readers on mount B see only whole versions the owner made."""
+    seed = random.SystemRandom().randrange(1, 1 << 31)
+    print("stress --writeback seed %d" % seed)
+    run_stress(emulator, mount, tmp_path, seed, 20, writeback=True)
 
 
 # ---------------------------------------------------------------------------

@@ -142,6 +142,9 @@ class FileModel:
         self.status = status
         self.deleted = False        # unlinked on mount A, not re-created
         self.rm_t0 = 0.0
+        self.rm_unsure = False      # -o writeback: rm may have cancelled an unlanded save
+        self.rm_before = False      # an earlier rm (whose delete may have landed) before this one
+        self.rm_ever = False
         self.versions = [Version(content, 0.0)]
         self.absent = []            # [t0, t1] intervals in which mount A may say ENOENT
         self.tainted = None         # an unexpected result made the model unsure
@@ -158,7 +161,7 @@ class Stress:
         # batches; mount B (default mode) sees the platform
         self.writeback = writeback
         self.mount_factory_a = mount_factory_a or (
-            (lambda d: Mount(emulator, d, PROJECT, {"writeback": True})) if writeback else None)
+            (lambda d: Mount(emulator, d, PROJECT, {"writeback": True, "loglevel": os.environ.get("STRESS_LOGLEVEL", "info")})) if writeback else None)
         self.seconds, self.nthreads, self.nfiles, self.nreaders = seconds, threads, files, readers
         self.log = log
         self.mount_factory = mount_factory or (lambda d: Mount(emulator, d, PROJECT))
@@ -527,10 +530,26 @@ class Stress:
     def op_rm(self, rng, mnt, f):
         """rm; then maybe a re-create at once (inside the grace period): a
         save, or a bare touch that leaves the annotations."""
+        # -o writeback: unlink cancels a save not uploaded yet (the platform
+        # keeps the one before it). Only the owner saves this file, so a
+        # "clean" here stays clean until the unlink; "pending" may land first.
+        f.rm_unsure = False
+        f.rm_before, f.rm_ever = f.rm_ever, True
+        if self.writeback:
+            try:
+                f.rm_unsure = os.getxattr(mnt.p(f.fname), "user.safs.sync") != b"clean"
+            except OSError as e:
+                self.error("getxattr user.safs.sync of %s: %s" % (f.fname, os.strerror(e.errno)))
+                f.rm_unsure = True
         t0 = self.now()
         with self.lock:
             f.absent.append([t0, float("inf")])
             f.versions.append(Version(EMPTY, t0))
+            if f.rm_unsure:
+                # the platform keeps the last save that landed: any the owner
+                # made (until DELETE_BOUND after the unlink, as below)
+                cands = self.landed_candidates(f)
+                f.versions.extend(Version(c, t0) for c in cands)
         try:
             os.unlink(mnt.p(f.fname))
         except OSError as e:
@@ -557,6 +576,8 @@ class Stress:
     def op_touch(self, rng, mnt, f):
         """open(O_CREAT) without a write, right after rm: the delete is
         cancelled and the platform keeps the document (fs-choices.md)."""
+        if f.rm_unsure:
+            return self.op_touch_unsure(rng, mnt, f)
         try:
             fd = os.open(mnt.p(f.fname), os.O_WRONLY | os.O_CREAT, 0o644)
             t = self.now()
@@ -578,6 +599,58 @@ class Stress:
             # a plain save makes the model exact again
             self.count("unlink-touch-late")
             self.op_write(rng, mnt, f)
+
+    @staticmethod
+    def landed_candidates(f):
+        """What the platform may hold when an rm cancelled a save that may
+        not have landed: any version the owner made, or the empty document
+        an earlier rm's delete left (a re-create's save cancelled before it
+        landed)."""
+        cands = {x for x, _a, _b in f.history} | {f.initial}
+        if f.rm_before:
+            cands.add(EMPTY)
+        return cands
+
+    def op_touch_unsure(self, rng, mnt, f):
+        """The touch after an rm that cancelled a save which may not have
+        landed (-o writeback): the platform keeps the last save that landed,
+        one of the versions the owner made (op_rm lets readers see any of
+        them meanwhile); the owner reads which one it is."""
+        with self.lock:
+            cands = self.landed_candidates(f)
+        try:
+            fd = os.open(mnt.p(f.fname), os.O_WRONLY | os.O_CREAT, 0o644)
+            t = self.now()
+            os.close(fd)
+        except OSError as e:
+            self.error("re-create (touch) of %s: %s" % (f.fname, os.strerror(e.errno)))
+            self.taint(f, "touch")
+            return
+        if t - f.rm_t0 >= SURE_GRACE:
+            self.count("unlink-touch-late")
+            self.op_write(rng, mnt, f)
+            return
+        try:
+            data, sizes = self.read_fd_all(mnt.p(f.fname))
+            st = os.getxattr(mnt.p(f.fname), STATUS_XATTR).decode()
+            doc = json.loads(data)
+        except (OSError, ValueError) as e:
+            self.error("owner's read of %s after rm + touch: %s" % (f.fname, e))
+            self.taint(f, "touch")
+            return
+        c = content_of(doc)
+        if c not in cands:
+            self.error("owner's read of %s after rm + touch (a save cancelled): a content the "
+                       "owner never made: %r" % (f.fname, data[:300]))
+            self.taint(f, "touch")
+            return
+        self.count("unlink-touch-unsure")
+        f.status = st
+        f.raw = [doc.get("instances", []), doc.get("tags", [])]
+        v = Version(c, f.rm_t0)
+        with self.lock:
+            f.versions.append(v)
+        self.commit(f, v, self.now())
 
     def finish_delete(self, f):
         """The file is still unlinked at the end: the platform's document is
