@@ -953,6 +953,17 @@ enum sa_err sa_set_annotation_statuses(struct sa_client *c, long long project_id
                             .deadline = deadline};
         e = sa_http(c, &rq, &r);
         free(body);
+        /* the SDK checks only the 2xx; an answer that is not JSON (a proxy's
+         * page, a cut body) is no proof the change was made */
+        if (e == SA_OK && r.len) {
+            json_t *j = json_loadb(r.body, r.len, 0, NULL);
+            if (!j) {
+                sa_set_error("PUT image/updateAnnotationStatusBulk: the answer is not JSON; "
+                             "the status may not be set");
+                e = SA_ERR_PROTO;
+            }
+            json_decref(j);
+        }
         sa_resp_clear(&r);
     }
     return sa_fail(c, e);
