@@ -166,6 +166,7 @@ class Stress:
         self.log = log
         self.mount_factory = mount_factory or (lambda d: Mount(emulator, d, PROJECT))
         self.lock = threading.Lock()
+        self.tls = threading.local()   # .op: the owner's operation running in this thread
         self.errors = []
         self.counts = {}
         self.invalid_payloads = []
@@ -179,6 +180,9 @@ class Stress:
     def count(self, kind):
         with self.lock:
             self.counts[kind] = self.counts.get(kind, 0) + 1
+            op = getattr(self.tls, "op", None)
+            if op is not None:
+                op.append(kind)   # what the owner's operation turned out to be
 
     def error(self, msg):
         with self.lock:
@@ -361,10 +365,16 @@ class Stress:
         if content_of(doc) != f.content:
             self.error("owner's read of %s: content differs from the model: %r" % (f.fname, data[:300]))
         if st != f.status:
-            self.error("owner's read of %s: status %r, model %r" % (f.fname, st, f.status))
+            self.error("owner's read of %s: status %r, model %r%s" % (f.fname, st, f.status,
+                                                                      self.last_ops(f)))
         ms = doc.get("metadata", {}).get("status")
         if ms != f.status:
             self.error("owner's read of %s: metadata.status %r, model %r" % (f.fname, ms, f.status))
+
+    def last_ops(self, f, n=8):
+        with self.lock:
+            return "; owner's last ops: %r" % [(o[2:], round(o[0], 3), round(o[1], 3))
+                                               for o in f.ops[-n:]]
 
     # -- the owner's operations ---------------------------------------------
     def new_content(self, rng, f):
@@ -573,11 +583,8 @@ class Stress:
         elif r < 0.5:
             self.op_touch(rng, mnt, f)
 
-    def op_touch(self, rng, mnt, f):
-        """open(O_CREAT) without a write, right after rm: the delete is
-        cancelled and the platform keeps the document (fs-choices.md)."""
-        if f.rm_unsure:
-            return self.op_touch_unsure(rng, mnt, f)
+    def touch(self, mnt, f):
+        """open(O_CREAT) + close; the time of the open, or None on error."""
         try:
             fd = os.open(mnt.p(f.fname), os.O_WRONLY | os.O_CREAT, 0o644)
             t = self.now()
@@ -585,6 +592,16 @@ class Stress:
         except OSError as e:
             self.error("re-create (touch) of %s: %s" % (f.fname, os.strerror(e.errno)))
             self.taint(f, "touch")
+            return None
+        return t
+
+    def op_touch(self, rng, mnt, f):
+        """open(O_CREAT) without a write, right after rm: the delete is
+        cancelled and the platform keeps the document (fs-choices.md)."""
+        if f.rm_unsure:
+            return self.op_touch_unsure(rng, mnt, f)
+        t = self.touch(mnt, f)
+        if t is None:
             return
         if t - f.rm_t0 < SURE_GRACE:
             self.count("unlink-touch")
@@ -618,13 +635,8 @@ class Stress:
         them meanwhile); the owner reads which one it is."""
         with self.lock:
             cands = self.landed_candidates(f)
-        try:
-            fd = os.open(mnt.p(f.fname), os.O_WRONLY | os.O_CREAT, 0o644)
-            t = self.now()
-            os.close(fd)
-        except OSError as e:
-            self.error("re-create (touch) of %s: %s" % (f.fname, os.strerror(e.errno)))
-            self.taint(f, "touch")
+        t = self.touch(mnt, f)
+        if t is None:
             return
         if t - f.rm_t0 >= SURE_GRACE:
             self.count("unlink-touch-late")
@@ -691,6 +703,7 @@ class Stress:
                 f.ops.append(op)
                 if len(f.ops) > 400:
                     del f.ops[:200]
+            self.tls.op = op
             try:
                 fn(rng, self.a, f)
                 op[1] = self.now()
@@ -698,6 +711,7 @@ class Stress:
                 op[1] = self.now()
                 self.error("writer %d crashed on %s:\n%s" % (tid, f.fname, traceback.format_exc()))
                 self.taint(f, "crash")
+            self.tls.op = None
             if rng.random() < 0.3:
                 self.check_own(self.a, f)
             for _ in range(rng.randint(0, 2)):
