@@ -198,11 +198,14 @@ static char *dup_str(json_t *o, const char *k)
  * (payload: the JSON header line, "\n", the prepared document), its upload
  * marker, its removal (both without payload). A later save record of the
  * same seq replaces the earlier one (a waiting save rewritten with its new
- * base). A close appends one record and fdatasyncs the log: one flush, no
- * file created, no directory fsync. A crash can only tear the tail (a
+ * base). After the last record the log holds zeros (written ahead, 1 MiB
+ * at a time, so an append's flush is of data only). A close appends one
+ * record and fdatasyncs the log: one flush, no file created, no directory
+ * fsync. A crash can only tear the tail (a
  * record whose close had not returned; every returned one and everything
  * before it was flushed): reading stops at the first record whose magic,
- * length or crc does not check, and every record before it stands.
+ * length or crc does not check (the zeros too), and every record before it
+ * stands.
  *
  * Loading (and compaction, once the log is 8 MiB and less than half of it
  * is live) reads every log in order, writes the live records to a new log
@@ -225,6 +228,7 @@ static char *dup_str(json_t *o, const char *k)
 #define REC_UPLOADED 2
 #define REC_REMOVED 3
 #define COMPACT_AT ((uint64_t)8 << 20)
+#define PREFILL ((uint64_t)1 << 20)
 
 static uint32_t crc_tab[256];
 static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
@@ -622,7 +626,8 @@ struct jnl {
     struct jnl *next;
     char *dir;
     int fd;                  /* the log appended to; -1: (re)open first */
-    uint64_t end;            /* its length */
+    uint64_t end;            /* its records' end */
+    uint64_t cap;            /* its length: zeros from end to cap */
     uint64_t live_bytes;     /* its live save records' */
     struct ltab live;        /* seq -> size, uploaded */
 };
@@ -663,16 +668,40 @@ static int pwrite_all(int fd, const unsigned char *p, size_t n, uint64_t off)
     return 0;
 }
 
-/* appends at the end; a failed append is cut off again (a later record
- * must not follow a torn one) */
+/* The log is written with zeros ahead of its records (PREFILL at a time):
+ * a record then lands in blocks the file already has, and its fdatasync
+ * flushes data only, no inode (a third less than an append that grows the
+ * file, on ext4). Reading stops at the zeros as at a torn record. */
+static int prefill(struct jnl *j, size_t need)
+{
+    static const unsigned char zeros[64 * 1024];
+    uint64_t to = j->end + need;
+    if (to <= j->cap)
+        return 0;
+    to = (to + PREFILL - 1) / PREFILL * PREFILL;
+    while (j->cap < to) {
+        size_t n = to - j->cap < sizeof zeros ? (size_t)(to - j->cap) : sizeof zeros;
+        int e = pwrite_all(j->fd, zeros, n, j->cap);
+        if (e)
+            return e;
+        j->cap += n;
+    }
+    return 0;
+}
+
+/* appends after the last record; a failed append is cut off again (a
+ * later record must not follow a torn one) */
 static int append(struct jnl *j, const unsigned char *p, size_t n)
 {
-    int e = pwrite_all(j->fd, p, n, j->end);
+    int e = prefill(j, n);
+    if (!e)
+        e = pwrite_all(j->fd, p, n, j->end);
     if (e) {
         if (ftruncate(j->fd, (off_t)j->end)) {
             close(j->fd);
             j->fd = -1;
         }
+        j->cap = j->end;
         return e;
     }
     j->end += n;
@@ -719,7 +748,7 @@ static int jnl_reopen(struct jnl *j, struct fs_jrec ***out, size_t *nout)
         goto out;
     }
     j->fd = fd;
-    j->end = 0;
+    j->end = j->cap = 0;
     e = append(j, (const unsigned char *)SEG_MAGIC, SEG_HDR);
     for (size_t i = 0; !e && i < t.nb; i++)
         for (struct lent *x = t.b[i]; !e && x; x = x->next) {
