@@ -693,9 +693,10 @@ static int prefill(struct jnl *j, size_t need)
  * later record must not follow a torn one) */
 static int append(struct jnl *j, const unsigned char *p, size_t n)
 {
-    int e = prefill(j, n);
-    if (!e)
-        e = pwrite_all(j->fd, p, n, j->end);
+    int e;
+    if (prefill(j, n))
+        j->cap = j->end + n; /* no room for the zeros (ENOSPC): the record alone */
+    e = pwrite_all(j->fd, p, n, j->end);
     if (e) {
         if (ftruncate(j->fd, (off_t)j->end)) {
             close(j->fd);
