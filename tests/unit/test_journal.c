@@ -8,10 +8,12 @@
  * record and keeps its upload marker. A journal of format 1 (a `<seq>.rec`
  * file per save, `<seq>.up` markers, a half-written `.<seq>.tmp`) is read
  * and migrated into a log; a record without its header line stays where it
- * is. The log is compacted once it is mostly dead. A log of another format
- * makes fs_journal_open refuse, naming it. */
+ * is. The log is compacted once it is mostly dead. Writers in four threads
+ * at once lose nothing. A log of another format makes fs_journal_open
+ * refuse, naming it. */
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -351,6 +353,62 @@ static void compaction(const char *dir)
     empty_dir(dir);
 }
 
+/* four closes at once (FUSE threads) and the uploader's markers and
+ * removals: every record written and not removed is loaded back whole */
+struct thr { const char *dir; uint64_t first; int err; };
+
+static void *writer(void *arg)
+{
+    struct thr *t = arg;
+    char data[64];
+    for (uint64_t s = t->first; s < t->first + 200; s++) {
+        struct fs_jrec r;
+        snprintf(data, sizeof data, "{\"seq\":%llu}", (unsigned long long)s);
+        r = rec(s, data);
+        if (fs_journal_write(t->dir, &r))
+            t->err++;
+        if (s % 2) {
+            fs_journal_mark_uploaded(t->dir, &s, 1);
+            fs_journal_remove(t->dir, s);
+        }
+    }
+    return NULL;
+}
+
+static void threads(const char *dir)
+{
+    pthread_t th[4];
+    struct thr t[4];
+    struct fs_jrec **v = NULL;
+    size_t n, bad = 0;
+
+    for (int i = 0; i < 4; i++) {
+        t[i] = (struct thr){dir, 1 + (uint64_t)i * 1000, 0};
+        check(pthread_create(&th[i], NULL, writer, &t[i]) == 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        check(t[i].err == 0);
+    }
+    n = load_n(dir, &v);
+    check(n == 400);
+    for (size_t i = 0; i < n; i++) {
+        char want[64];
+        snprintf(want, sizeof want, "{\"seq\":%llu}", (unsigned long long)v[i]->seq);
+        bad += v[i]->seq % 2 == 1 || strcmp(v[i]->data, want) || v[i]->uploaded ||
+               (i && v[i]->seq <= v[i - 1]->seq);
+    }
+    check(bad == 0);
+    free_all(v, n);
+    for (int i = 0; i < 4; i++)
+        for (uint64_t s = t[i].first + 1; s < t[i].first + 200; s += 2)
+            fs_journal_remove(dir, s);
+    n = load_n(dir, &v);
+    check(n == 0);
+    free_all(v, n);
+    empty_dir(dir);
+}
+
 static void foreign(const char *base)
 {
     struct fs_config cfg = {0};
@@ -392,20 +450,23 @@ int main(void)
 {
     char d1[] = "/tmp/safs-journal-XXXXXX", d2[] = "/tmp/safs-journal-XXXXXX",
          d3[] = "/tmp/safs-journal-XXXXXX", d4[] = "/tmp/safs-journal-XXXXXX",
-         d5[] = "/tmp/safs-journal-XXXXXX";
+         d5[] = "/tmp/safs-journal-XXXXXX", d6[] = "/tmp/safs-journal-XXXXXX";
 
-    if (!mkdtemp(d1) || !mkdtemp(d2) || !mkdtemp(d3) || !mkdtemp(d4) || !mkdtemp(d5))
+    if (!mkdtemp(d1) || !mkdtemp(d2) || !mkdtemp(d3) || !mkdtemp(d4) || !mkdtemp(d5) ||
+        !mkdtemp(d6))
         return 1;
     basics(d1);
     torn(d2);
     format1(d3);
     compaction(d4);
+    threads(d6);
     foreign(d5);
     rmdir(d1);
     rmdir(d2);
     rmdir(d3);
     rmdir(d4);
     rmdir(d5);
+    rmdir(d6);
     if (failures)
         fprintf(stderr, "%d failure(s)\n", failures);
     return failures ? 1 : 0;
