@@ -494,17 +494,19 @@ static void apply_save(struct ltab *t, struct fs_jrec *r, uint64_t size)
     e->size = size;
 }
 
-/* A log's records in order, up to a torn tail. */
-static void read_log(const char *path, struct ltab *t)
+/* A log's records in order, up to a torn tail. 0: read (or shorter than
+ * its magic: a crash at its creation), the log may go once rewritten; -1:
+ * unreadable or of another format, it stays. */
+static int read_log(const char *path, struct ltab *t)
 {
     size_t len, off = SEG_HDR;
     unsigned char *b = (unsigned char *)slurp(path, &len);
 
     if (!b)
-        return;
+        return -1;
     if (len < SEG_HDR || memcmp(b, SEG_MAGIC, SEG_HDR)) {
         free(b);
-        return;
+        return len < SEG_HDR ? 0 : -1;
     }
     while (len - off >= REC_HDR) {
         const unsigned char *p = b + off;
@@ -529,6 +531,7 @@ static void read_log(const char *path, struct ltab *t)
         off += REC_HDR + (size_t)n;
     }
     free(b);
+    return 0;
 }
 
 struct names { char **v; size_t n, cap; };
@@ -611,8 +614,8 @@ static int read_dir(const char *dir, struct ltab *t, struct names *old, uint64_t
         qsort(logs.v, logs.n, sizeof *logs.v, by_name);
     for (size_t i = 0; i < logs.n; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, logs.v[i]);
-        read_log(path, t);
-        names_add(old, logs.v[i]);
+        if (read_log(path, t) == 0)
+            names_add(old, logs.v[i]);
     }
     names_free(&recs);
     names_free(&ups);

@@ -432,6 +432,14 @@ static void foreign(const char *base)
         check(fs_journal_open(&st, &dir, &fd, err, sizeof err) == -1);
         check(strstr(err, "00000000000000ff.log") && strstr(err, "format 2"));
         check(exists(jdir, "00000000000000ff.log"));
+        /* nor is it dropped by a load that bypasses the refusal */
+        {
+            struct fs_jrec **v = NULL;
+            size_t n = load_n(jdir, &v);
+            check(n == 0);
+            free_all(v, n);
+            check(exists(jdir, "00000000000000ff.log"));
+        }
         /* a log a crash left shorter than its magic is no reason */
         empty_dir(jdir);
         touch(jdir, "0000000000000001.log", "safs");
