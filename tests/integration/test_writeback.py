@@ -283,6 +283,47 @@ def test_kill9_then_remount_uploads_last_saves_once(mount, emulator, api, proj):
     assert "replayed" in m2.log()
 
 
+def test_kill9_torn_tail_is_ignored(mount, emulator, api, proj):
+    """A crash in the middle of a close's append leaves a torn record after
+    the last whole one (here: the start of a save record cut short, after
+    the zeros written ahead are overwritten by it): the remount replays
+    every whole record once and ignores the torn one."""
+    m = mount(P, opts=WBC)
+    for n in proj:
+        read(fp(m, "f", n))
+    hold_uploader(emulator)
+    for n in proj:
+        write(fp(m, "f", n), enc(doc(n, "whole")))
+    assert len(journal_files(m)) == len(proj)
+    os.kill(m.pid, signal.SIGKILL)
+    m.proc.wait(10)
+    run(["fusermount3", "-u", "-z", m.path], check=False)
+    m.mounted = False
+    logs = [os.path.join(r, f) for r, _d, fs in os.walk(m.state_dir) for f in fs
+            if f.endswith(".log")]
+    assert len(logs) == 1, logs
+    with open(logs[0], "rb") as fh:
+        b = fh.read()
+    off = 8
+    while len(b) - off >= 24 and struct.unpack_from("<I", b, off + 4)[0] == 0x7366726a:
+        off += 24 + struct.unpack_from("<I", b, off + 12)[0]
+    torn = struct.pack("<IIIIQ", 0x12345678, 0x7366726a, 1, 4000, 99) + b'{"seq":99,"na'
+    with open(logs[0], "r+b") as fh:
+        fh.seek(off)
+        fh.write(torn)
+    assert len(journal_files(m)) == len(proj)
+    emulator.clear_faults()
+    emulator.reset_stats()
+    emulator.reset_requests()
+    m2 = mount(P, opts=WB)
+    wait_landed(m2)
+    for n in proj:
+        assert tags(api, "f", n) == ["whole"]
+    ups = [r for r in emulator.requests() if r.get("path") == "/api/v4/items/annotations/upload"]
+    assert len(ups) == 1, ups
+    assert journal_files(m2) == []
+    assert "5 journaled save(s)" in m2.log()
+
 def test_format1_journal_is_replayed_and_migrated(mount, emulator, api, proj):
     """A journal left by safs before the log (format 1: one <seq>.rec file
     per save, <seq>.up markers) is replayed by this one: the last save of
