@@ -14,9 +14,11 @@
  *   6. st->ds.mu             the document store: versions, keys, sizes, open
  *                            handles, unlink state, what the kernel was given
  *   7. leaf locks            inv_mu (kernel invalidation queue), kern_lk
- *                            (-o writeback: wb->mu, the uploader's queue and
- *                            the journal's file names; journal I/O happens
- *                            outside it; wf_mu, the workflow cache),
+ *                            (-o writeback: wb->mu, the uploader's queue;
+ *                            journal I/O happens outside it but for the
+ *                            rewrite of a waiting record; after it journal.c's
+ *                            jmu, the open log, held over an append and its
+ *                            flush; wf_mu, the workflow cache),
  *                            (shared around one notification), the
  *                            deleter's and fetchers' queues (ds.mu guards them)
  * Kernel notifications (fs_kernel_inval_*) are sent with none of these held.
@@ -682,12 +684,16 @@ void fs_jrec_clear(struct fs_jrec *r);
 /** Open (create) the journal of this API URL and team and lock it for this
  * daemon; -1 with a reason if another daemon holds it. */
 int fs_journal_open(struct fs_state *st, char **dir_out, int *fd_out, char *err, size_t errlen);
-/** Write a record durably (file and directory fsync'd). 0 / -errno. */
+/** Write a record durably: one checksummed record appended to the log and
+ * one fdatasync (no file created, no directory fsync). The same seq again
+ * replaces the record (its upload marker kept). 0 / -errno. */
 int fs_journal_write(const char *dir, const struct fs_jrec *r);
-/** Mark records uploaded (one directory fsync for all). */
+/** Mark records uploaded (one append and one flush for all). */
 void fs_journal_mark_uploaded(const char *dir, const uint64_t *seqs, size_t n);
+/** A landed (or cancelled) record is gone (appended, not flushed). */
 void fs_journal_remove(const char *dir, uint64_t seq);
-/** Every record, sorted by seq (new array of new records). */
+/** Every live record, sorted by seq (new array of new records); format 1's
+ * files are read too, and everything is rewritten into a fresh log. */
 int fs_journal_load(const char *dir, struct fs_jrec ***out, size_t *n);
 
 /** -o writeback (uploader.c). init: after the pre-flight (opens and locks

@@ -11,7 +11,7 @@
  *      download, compared with sa_doc_equal);
  *   2. the upload: sa_upload_annotations (multipart batches by the API's
  *      10 MiB / name-length rules, large documents by their own path),
- *      statuses kept; each success is marked in the journal (<seq>.up);
+ *      statuses kept; each success is marked in the journal (an upload marker);
  *   3. the status step: sa_set_annotation_statuses per status (500 names a
  *      call);
  *   4. the versions after: one listing by names; each item's bytes become

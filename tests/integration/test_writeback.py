@@ -8,8 +8,10 @@ import errno
 import json
 import os
 import signal
+import struct
 import subprocess
 import time
+import zlib
 
 import pytest
 
@@ -67,11 +69,39 @@ def fp(m, folder, name):
     return m.p(folder, name + SUFFIX)
 
 
+def log_records(state_dir):
+    """fs/journal.c's log (format 2), read independently of the daemon:
+    {seq: [payload, uploaded]} of the live saves (records up to a torn
+    tail; a later save of a seq replaces it, a removal drops it)."""
+    live = {}
+    for root, _dirs, files in os.walk(state_dir):
+        for f in sorted(f for f in files if f.endswith(".log")):
+            with open(os.path.join(root, f), "rb") as fh:
+                b = fh.read()
+            if b[:8] != b"safsjnl2":
+                continue
+            off = 8
+            while len(b) - off >= 24:
+                crc, magic, typ, n, seq = struct.unpack_from("<IIIIQ", b, off)
+                if magic != 0x7366726a or n > len(b) - off - 24 or \
+                        zlib.crc32(b[off + 4:off + 24 + n]) != crc:
+                    break
+                if typ == 1:
+                    live[seq] = [b[off + 24:off + 24 + n], live.get(seq, [b"", False])[1]]
+                elif typ == 2 and seq in live:
+                    live[seq][1] = True
+                elif typ == 3:
+                    live.pop(seq, None)
+                off += 24 + n
+    return live
+
+
 def journal_files(m):
-    out = []
+    """The live journaled saves' seqs; format 1's files (<seq>.rec, <seq>.up)
+    must be gone (migrated at mount)."""
     for root, _dirs, files in os.walk(m.state_dir):
-        out += [f for f in files if f.endswith(".rec")]
-    return out
+        assert not [f for f in files if f.endswith((".rec", ".up"))], files
+    return sorted(log_records(m.state_dir))
 
 
 def test_close_makes_no_request_and_fsync_lands(mount, emulator, api, proj):
@@ -249,6 +279,88 @@ def test_kill9_then_remount_uploads_last_saves_once(mount, emulator, api, proj):
         assert tags(api, "f", n) == ["k2"]
     ups = [r for r in emulator.requests() if r.get("path") == "/api/v4/items/annotations/upload"]
     assert len(ups) == 1, ups     # one multipart batch for the five
+    assert journal_files(m2) == []
+    assert "replayed" in m2.log()
+
+
+def test_kill9_torn_tail_is_ignored(mount, emulator, api, proj):
+    """A crash in the middle of a close's append leaves a torn record after
+    the last whole one (here: the start of a save record cut short, after
+    the zeros written ahead are overwritten by it): the remount replays
+    every whole record once and ignores the torn one."""
+    m = mount(P, opts=WBC)
+    for n in proj:
+        read(fp(m, "f", n))
+    hold_uploader(emulator)
+    for n in proj:
+        write(fp(m, "f", n), enc(doc(n, "whole")))
+    assert len(journal_files(m)) == len(proj)
+    os.kill(m.pid, signal.SIGKILL)
+    m.proc.wait(10)
+    run(["fusermount3", "-u", "-z", m.path], check=False)
+    m.mounted = False
+    logs = [os.path.join(r, f) for r, _d, fs in os.walk(m.state_dir) for f in fs
+            if f.endswith(".log")]
+    assert len(logs) == 1, logs
+    with open(logs[0], "rb") as fh:
+        b = fh.read()
+    off = 8
+    while len(b) - off >= 24 and struct.unpack_from("<I", b, off + 4)[0] == 0x7366726a:
+        off += 24 + struct.unpack_from("<I", b, off + 12)[0]
+    torn = struct.pack("<IIIIQ", 0x12345678, 0x7366726a, 1, 4000, 99) + b'{"seq":99,"na'
+    with open(logs[0], "r+b") as fh:
+        fh.seek(off)
+        fh.write(torn)
+    assert len(journal_files(m)) == len(proj)
+    emulator.clear_faults()
+    emulator.reset_stats()
+    emulator.reset_requests()
+    m2 = mount(P, opts=WB)
+    wait_landed(m2)
+    for n in proj:
+        assert tags(api, "f", n) == ["whole"]
+    ups = [r for r in emulator.requests() if r.get("path") == "/api/v4/items/annotations/upload"]
+    assert len(ups) == 1, ups
+    assert journal_files(m2) == []
+    assert "5 journaled save(s)" in m2.log()
+
+def test_format1_journal_is_replayed_and_migrated(mount, emulator, api, proj):
+    """A journal left by safs before the log (format 1: one <seq>.rec file
+    per save, <seq>.up markers) is replayed by this one: the last save of
+    each file lands once, and the old files are gone (migrated)."""
+    m = mount(P, opts=WBC)
+    for n in proj:
+        read(fp(m, "f", n))
+    hold_uploader(emulator)
+    for n in proj:
+        for v in range(2):
+            write(fp(m, "f", n), enc(doc(n, "old%d" % v)))
+    assert len(journal_files(m)) == len(proj)
+    os.kill(m.pid, signal.SIGKILL)
+    m.proc.wait(10)
+    run(["fusermount3", "-u", "-z", m.path], check=False)
+    m.mounted = False
+    # the same records, as format 1 wrote them
+    for root, _dirs, files in os.walk(m.state_dir):
+        for f in files:
+            if f.endswith(".log"):
+                recs = log_records(root)
+                for seq, (payload, uploaded) in recs.items():
+                    with open(os.path.join(root, "%016x.rec" % seq), "wb") as fh:
+                        fh.write(payload)
+                    if uploaded:
+                        open(os.path.join(root, "%016x.up" % seq), "wb").close()
+                os.unlink(os.path.join(root, f))
+    assert log_records(m.state_dir) == {}
+    emulator.clear_faults()
+    emulator.reset_stats()
+    emulator.reset_requests()
+    m2 = mount(P, opts=WB)
+    wait_landed(m2)
+    for n in proj:
+        assert tags(api, "f", n) == ["old1"]
+    ups = [r for r in emulator.requests() if r.get("path") == "/api/v4/items/annotations/upload"]
+    assert len(ups) == 1, ups
     assert journal_files(m2) == []
     assert "replayed" in m2.log()
 
