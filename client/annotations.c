@@ -730,6 +730,63 @@ fail:
     sa_buf_free(&q);
 }
 
+/* Small-upload requests in flight at once (the issue's "several in flight";
+ * the SDK sends them one after another). */
+#define UPLOAD_WORKERS 4
+
+struct up_job {
+    const size_t *idx;
+    size_t k;
+};
+
+struct up {
+    struct sa_client *c;
+    const struct sa_project *p;
+    long long folder_id;
+    struct sa_upload_doc *docs;   /* each job writes only its own documents' results */
+    struct up_job *jobs;
+    size_t n_jobs, next;
+    pthread_mutex_t mu;
+    struct sa_scope scope;
+};
+
+static void up_loop(struct up *u)
+{
+    for (;;) {
+        pthread_mutex_lock(&u->mu);
+        struct up_job *j = u->next < u->n_jobs ? &u->jobs[u->next++] : NULL;
+        pthread_mutex_unlock(&u->mu);
+        if (!j)
+            return;
+        upload_batch(u->c, u->p, u->folder_id, u->docs, j->idx, j->k);
+    }
+}
+
+static void *up_worker(void *arg)
+{
+    struct up *u = arg;
+    sa_scope_adopt(&u->scope);
+    up_loop(u);
+    return NULL;
+}
+
+static void run_uploads(struct up *u)
+{
+    pthread_t th[UPLOAD_WORKERS - 1];
+    size_t started = 0, want = u->n_jobs < UPLOAD_WORKERS ? u->n_jobs : UPLOAD_WORKERS;
+    pthread_mutex_init(&u->mu, NULL);
+    if (want > 1) {
+        sa_scope_get(&u->scope);
+        for (size_t i = 0; i + 1 < want; i++)
+            if (pthread_create(&th[started], NULL, up_worker, u) == 0)
+                started++;
+    }
+    up_loop(u); /* the calling thread takes its share */
+    for (size_t i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    pthread_mutex_destroy(&u->mu);
+}
+
 /* ---- large path (§10.5) ---- */
 
 /* `{"data_chunk": "<s[0..n) as a JSON string>"}`, new. */
@@ -939,24 +996,36 @@ enum sa_err sa_upload_annotations(struct sa_client *c, const struct sa_project *
             doc_fail(&docs[i], e, sa_last_error());
     }
 
-    /* small documents in batches: flush before adding the next one when the
-     * batch + it reaches 10 MiB or the names reach the URI budget */
-    size_t k = 0, size = 0, names = 0;
+    /* small documents in batches: a batch ends before the document that
+     * would take it to 10 MiB or its names past the URI budget; the batches
+     * go UPLOAD_WORKERS at a time */
+    struct up u = {.c = c, .p = p, .folder_id = folder_id, .docs = docs};
+    u.jobs = calloc(n + 1, sizeof *u.jobs);
+    size_t k = 0, size = 0, names = 0, used = 0;
     for (size_t i = 0; i <= n; i++) {
         int last = i == n;
         if (!last && (docs[i].result != SA_OK || docs[i].len > BIG_FILE_THRESHOLD))
             continue;
         if (k && (last || size + docs[i].len >= CHUNK_BYTES ||
                   (long)names >= (long)URI_THRESHOLD - 14L * (long)(k + 1))) {
-            upload_batch(c, p, folder_id, docs, idx, k);
+            if (u.jobs) {
+                u.jobs[u.n_jobs].idx = idx + used - k;
+                u.jobs[u.n_jobs++].k = k;
+            } else {
+                upload_batch(c, p, folder_id, docs, idx + used - k, k);
+            }
             k = size = names = 0;
         }
         if (last)
             break;
-        idx[k++] = i;
+        idx[used++] = i;
+        k++;
         size += docs[i].len;
         names += strlen(docs[i].name);
     }
+    if (u.jobs)
+        run_uploads(&u);
+    free(u.jobs);
 
     size_t n_ok = 0;
     ok_names = malloc(n * sizeof *ok_names);
