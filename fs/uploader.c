@@ -58,6 +58,12 @@ struct wbe {
     int sent;                /**< was part of an upload request (its answer may be lost) */
     int heir;                /**< a save of this item, being journaled, took its base from
                               *   this one: if this one lands first, wb->landed says where */
+    int same;                /**< its bytes equal those this mount holds for key
+                              *   (same_ms, same_status), a key not proven current: nothing
+                              *   to upload if the platform still has it (not journaled: a
+                              *   replay uploads it, the status untouched) */
+    int64_t same_ms;
+    int same_status;
     double at, due;
     int tries;
 };
@@ -100,6 +106,27 @@ static const char *seq_key(char *b, size_t n, uint64_t seq)
 {
     snprintf(b, n, "%llu", (unsigned long long)seq);
     return b;
+}
+
+/* (wb->mu held) The save being journaled takes its base from @p src now:
+ * a landing of the one it followed before is of no use to it any more. */
+static void drop_heir(struct fs_wb *wb, uint64_t heir_of)
+{
+    char k[32];
+    for (struct wbe *x = wb->head; x; x = x->next)
+        if (x->r.seq == heir_of) {
+            x->heir = 0;
+            return;
+        }
+    free(fs_map_del(&wb->landed, seq_key(k, sizeof k, heir_of)));
+}
+
+static void adopt_heir(struct fs_wb *wb, struct wbe *src, uint64_t *heir_of)
+{
+    if (*heir_of && *heir_of != src->r.seq)
+        drop_heir(wb, *heir_of);
+    src->heir = 1;
+    *heir_of = src->r.seq;
 }
 
 static void entry_free(struct fs_state *st, struct wbe *e)
@@ -187,15 +214,19 @@ int fs_wb_save(struct fs_state *st, struct fs_item *it, const char *data, size_t
     uint64_t heir_of = 0, jseq;
     int64_t jms;
     int jblind, jstatus, jwait;
-    int r, final_status;
+    int r, final_status, same = 0, cmp_sure = 0, cmp_status = 0;
+    int64_t cmp_ms = 0;
     enum sa_err se;
 
     if (o->newbase)
         *o->newbase = NULL;
     /* unchanged (no request: what this mount shows now) */
     pthread_mutex_lock(&st->ds.mu);
-    cmp = d->wb ? d->wb : (d->cur && d->cur->data && fs_ver_trusted(st, d->cur) ? d->cur : NULL);
+    cmp = d->wb ? d->wb : (d->cur && d->cur->data ? d->cur : NULL);
     if (cmp && !o->status && !d->pending_status) {
+        cmp_sure = cmp == d->wb || fs_ver_trusted(st, cmp);
+        cmp_ms = cmp->ms;
+        cmp_status = cmp->status;
         cmp->pins++;
         cmp->refs++;
     } else {
@@ -204,6 +235,14 @@ int fs_wb_save(struct fs_state *st, struct fs_item *it, const char *data, size_t
     pthread_mutex_unlock(&st->ds.mu);
     if (cmp) {
         int eq = sa_doc_equal(data, len, cmp->data, cmp->len, p->p.type) == 1;
+        if (eq && !cmp_sure) {
+            /* the same bytes as a version the platform may have left since
+             * (sync mode would ask): journaled, but the uploader sends
+             * nothing if the platform still has that key, and the status
+             * stays (as a skipped save keeps it) */
+            same = 1;
+            eq = 0;
+        }
         if (eq) {
             if (mtime)
                 fs_doc_set_mtime(st, it, mtime);
@@ -243,6 +282,8 @@ int fs_wb_save(struct fs_state *st, struct fs_item *it, const char *data, size_t
     }
     if (pend)
         set_name = pend;
+    else if (same)
+        final_status = cmp_status;
     else if (!st->cfg->keep_status && w.is_system)
         set_name = "InProgress";
     if (set_name) {
@@ -293,6 +334,9 @@ int fs_wb_save(struct fs_state *st, struct fs_item *it, const char *data, size_t
     e->it = it;
     e->proj = &p->p;
     e->r.status = set_name ? strdup(set_name) : NULL;
+    e->same = same && !pend;
+    e->same_ms = cmp_ms;
+    e->same_status = cmp_status;
     e->r.data = prep;
     e->r.len = preplen;
     e->at = fs_now();
@@ -333,13 +377,8 @@ int fs_wb_save(struct fs_state *st, struct fs_item *it, const char *data, size_t
                o->path, wb->dir, strerror(-r));
         fs_recover(st, "failed", f, o->path, data, len);
         pthread_mutex_lock(&wb->mu);
-        if (heir_of) {
-            ex = find(wb, it->id, 0);
-            if (ex && ex->r.seq == heir_of)
-                ex->heir = 0;
-            else
-                free(fs_map_del(&wb->landed, seq_key(k, sizeof k, heir_of)));
-        }
+        if (heir_of)
+            drop_heir(wb, heir_of);
         pthread_mutex_unlock(&wb->mu);
         free(final);
         entry_free(st, e);
@@ -350,18 +389,36 @@ int fs_wb_save(struct fs_state *st, struct fs_item *it, const char *data, size_t
 
     for (;;) {
         struct wb_landed *ld = NULL;
+        struct wbe *src;
         pthread_mutex_lock(&wb->mu);
         if (heir_of)
             ld = fs_map_del(&wb->landed, seq_key(k, sizeof k, heir_of));
-        if (!ld)
-            break; /* wb->mu held: a predecessor still queued lands after this is */
-        /* the predecessor landed while this was written: based on where */
-        heir_of = 0;
-        e->r.blind = ld->blind;
-        e->r.base_ms = ld->ms;
-        e->r.base_status = ld->status;
+        if (ld) {
+            /* the predecessor landed while this was written: based on where */
+            heir_of = 0;
+            e->r.blind = ld->blind;
+            e->r.base_ms = ld->ms;
+            e->r.base_status = ld->status;
+            free(ld);
+        } else {
+            /* this save follows the newest queued one of the item (a waiting
+             * one, which it replaces, else the one queued or in flight): its
+             * base, which settle() moves when the one before it lands */
+            src = find(wb, it->id, 1);
+            if (!src)
+                src = find(wb, it->id, 0);
+            if (!src || (src->r.blind == e->r.blind && src->r.base_ms == e->r.base_ms &&
+                         src->r.base_status == e->r.base_status)) {
+                if (src && src->r.seq != heir_of)
+                    adopt_heir(wb, src, &heir_of);
+                break; /* wb->mu held: what is queued lands after this is */
+            }
+            e->r.blind = src->r.blind;
+            e->r.base_ms = src->r.base_ms;
+            e->r.base_status = src->r.base_status;
+            adopt_heir(wb, src, &heir_of);
+        }
         pthread_mutex_unlock(&wb->mu);
-        free(ld);
         r = fs_journal_write(wb->dir, &e->r);
         if (r)
             fs_log(st, LOG_WARNING, "%s: cannot rewrite the journal record in %s: %s; a "
@@ -400,6 +457,8 @@ int fs_wb_save(struct fs_state *st, struct fs_item *it, const char *data, size_t
         if (old)
             unlink_entry(wb, old);
     }
+    if (heir_of)
+        drop_heir(wb, heir_of); /* queued now: settle() moves its base */
     push_entry(wb, e);
     jseq = e->r.seq;
     jblind = e->r.blind;
@@ -563,7 +622,15 @@ static void run_batch(struct fs_state *st, struct batch *b)
         b->status[i] = l.v[j].annotation_status;
         if (x->r.uploaded)
             b->state[i] = B_STATUS;
-        else if (x->r.blind || (b->ms[i] == x->r.base_ms && b->status[i] == x->r.base_status))
+        else if (x->same && b->ms[i] == x->same_ms && b->status[i] == x->same_status) {
+            /* the platform still has the very bytes: nothing to send */
+            fs_log(st, LOG_DEBUG, "write-back %s/%s/%s: unchanged, nothing uploaded",
+                   x->r.pname, x->r.folder, x->r.name);
+            pthread_mutex_lock(&st->mu);
+            st->own.uploads_skipped++;
+            pthread_mutex_unlock(&st->mu);
+            b->state[i] = B_DONE;
+        } else if (x->r.blind || (b->ms[i] == x->r.base_ms && b->status[i] == x->r.base_status))
             b->state[i] = B_UPLOAD;
         else
             b->state[i] = B_CHECK;
