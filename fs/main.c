@@ -28,6 +28,7 @@ static void state_free(struct fs_state *st)
         return;
     fs_wb_free(st);
     fs_tree_free(st);
+    fs_dc_free(st);
     sa_client_free(st->c);
     free(st->email);
     free(st->stats_snap);
@@ -109,7 +110,7 @@ int main(int argc, char **argv)
     st->loglevel = cfg.loglevel;
     st->foreground = cfg.foreground || cfg.probe;
     fs_store_init(st);
-    st->ds.lru_budget = DOC_CACHE_BUDGET;
+    st->ds.lru_budget = cfg.mem_max ? cfg.mem_max : DOC_CACHE_BUDGET;
     st->attr_timeout = 1.0;
     {
         struct timespec ts;
@@ -154,6 +155,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "safs: %s\n", err);
         goto out;
     }
+    fs_dc_init(st);
     fuse = fuse_new(&args, &fs_ops, sizeof fs_ops, st);
     if (!fuse) {
         fprintf(stderr, "safs: cannot set up FUSE (see the message above)\n");

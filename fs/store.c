@@ -423,8 +423,15 @@ int fs_doc_get(struct fs_state *st, struct fs_item *it, int fresh, int mark_serv
         st->own.cache_misses++;
         pthread_mutex_unlock(&st->mu);
         r = -ENOENT;
-        if (st->ds.tier && !fresh)
+        if (st->ds.tier) {
+            /* the tier below (the disk cache) for exactly this key; a save
+             * asking for a fresh copy takes only settled bytes */
             r = st->ds.tier->get(st->ds.tier->ud, it->id, ms, status, &data, &len, &settled);
+            if (!r && fresh && !settled) {
+                free(data);
+                r = -ENOENT;
+            }
+        }
         if (r) {
             r = fs_fetch_one(st, it, ms, status, &data, &len, &settled);
             if (!r && st->ds.tier)
