@@ -10,8 +10,9 @@
  *   .t.<pid>.<n>   an entry being written (renamed onto its name when whole)
  *
  * Header (little-endian as the machine; a cache is not portable): magic
- * "SAFSDC1\n", item id, updatedAt (ms), status, flags, body length, FNV-1a
- * of the body, FNV-1a of the 56 bytes before it. An entry is used only for
+ * "SAFSDC1\n", item id, updatedAt (ms), status, flags, body length, the
+ * checksum of the body (fs_hash, an FNV-style hash a word at a time), 0,
+ * the checksum of the 56 bytes before. An entry is used only for
  * exactly the (id, updatedAt, status) asked for, and only whole: a short
  * file, a bad magic or a checksum that does not match is removed, counted
  * (`corrupt`) and the document fetched again.
@@ -62,9 +63,9 @@ struct dc_hdr {
     int32_t status;
     uint32_t flags;
     uint64_t len;
-    uint64_t sum;       /* FNV-1a of the body */
+    uint64_t sum;       /* fs_hash of the body */
     uint64_t reserved;  /* 0 */
-    uint64_t hsum;      /* FNV-1a of the 56 bytes before */
+    uint64_t hsum;      /* fs_hash of the 56 bytes before */
 };
 _Static_assert(sizeof(struct dc_hdr) == DC_HDR, "the entry header is 64 bytes");
 
