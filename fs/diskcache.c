@@ -32,9 +32,14 @@
  * stale `.t.*` files are ever removed: the journal and the recovery folder
  * live elsewhere.
  *
- * Locks: dc->mu is a leaf (counters and the size estimate); no file I/O
- * happens under it, and none of the store's or tree's locks is held when
- * this file is called.
+ * Writes of a batch's documents go to a writer thread (fs_dc_put_async,
+ * at most 64 MiB queued, the rest dropped), so a cold `cp -r` does not
+ * wait for file creation between stream batches; unmount writes what is
+ * queued for at most 5 s.
+ *
+ * Locks: dc->mu is a leaf (counters, the size estimate, the writer's
+ * queue); no file I/O happens under it, and none of the store's or tree's
+ * locks is held when this file is called.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -69,6 +74,21 @@ struct dc_hdr {
 };
 _Static_assert(sizeof(struct dc_hdr) == DC_HDR, "the entry header is 64 bytes");
 
+/* A store handed to the writer thread (fs_dc_put_async). */
+struct dc_job {
+    struct dc_job *next;
+    long long id;
+    int64_t ms;
+    int status;
+    char *data;
+    size_t len;
+};
+
+/* Queued stores beyond this many bytes are dropped (it is a cache). */
+#define DC_QUEUE_MAX ((size_t)64 << 20)
+/* Unmount writes what is queued for at most this long. */
+#define DC_DRAIN_SECS 5.0
+
 struct fs_dc {
     char *dir;
     int dfd;                /* the directory, for *at() calls */
@@ -80,6 +100,13 @@ struct fs_dc {
     int scanned, pruning;
     unsigned tmp_seq;
     struct fs_tier tier;
+    /* the writer thread (under mu): batches' stores leave the fetch path */
+    struct dc_job *q_head, *q_tail;
+    size_t q_bytes;
+    uint64_t dropped;
+    int w_started, w_stop;
+    pthread_cond_t w_cv;
+    pthread_t w_thread;
 };
 
 /* ------------------------------------------------------------- helpers */
@@ -376,6 +403,112 @@ void fs_dc_put(struct fs_state *st, long long id, int64_t ms, int status, const 
     dc_maybe_prune(st, dc);
 }
 
+/* -------------------------------------------------------- the writer */
+
+static void *writer(void *arg)
+{
+    struct fs_state *st = arg;
+    struct fs_dc *dc = st->dc;
+    double drain_end = 0;
+
+    pthread_mutex_lock(&dc->mu);
+    for (;;) {
+        struct dc_job *j;
+        while (!dc->q_head && !dc->w_stop)
+            pthread_cond_wait(&dc->w_cv, &dc->mu);
+        if (dc->w_stop && !drain_end)
+            drain_end = fs_now() + DC_DRAIN_SECS;
+        if (!dc->q_head || (drain_end && fs_now() > drain_end))
+            break;
+        j = dc->q_head;
+        dc->q_head = j->next;
+        if (!dc->q_head)
+            dc->q_tail = NULL;
+        dc->q_bytes -= j->len;
+        pthread_mutex_unlock(&dc->mu);
+        fs_dc_put(st, j->id, j->ms, j->status, j->data, j->len, 1);
+        free(j->data);
+        free(j);
+        pthread_mutex_lock(&dc->mu);
+    }
+    pthread_mutex_unlock(&dc->mu);
+    return NULL;
+}
+
+void fs_dc_start(struct fs_state *st)
+{
+    struct fs_dc *dc = st->dc;
+    if (!dc)
+        return;
+    pthread_mutex_lock(&dc->mu);
+    dc->w_started = pthread_create(&dc->w_thread, NULL, writer, st) == 0;
+    pthread_mutex_unlock(&dc->mu);
+}
+
+void fs_dc_stop(struct fs_state *st)
+{
+    struct fs_dc *dc = st->dc;
+    struct dc_job *j;
+    int started;
+    if (!dc)
+        return;
+    pthread_mutex_lock(&dc->mu);
+    dc->w_stop = 1;
+    started = dc->w_started;
+    dc->w_started = 0;
+    pthread_cond_broadcast(&dc->w_cv);
+    pthread_mutex_unlock(&dc->mu);
+    if (started)
+        pthread_join(dc->w_thread, NULL);
+    pthread_mutex_lock(&dc->mu);
+    while ((j = dc->q_head)) {
+        dc->q_head = j->next;
+        dc->dropped++;
+        free(j->data);
+        free(j);
+    }
+    dc->q_tail = NULL;
+    dc->q_bytes = 0;
+    pthread_mutex_unlock(&dc->mu);
+}
+
+void fs_dc_put_async(struct fs_state *st, long long id, int64_t ms, int status, char *data,
+                     size_t len, int settled)
+{
+    struct fs_dc *dc = st->dc;
+    struct dc_job *j;
+    if (!dc || !settled) {
+        free(data);
+        return;
+    }
+    pthread_mutex_lock(&dc->mu);
+    if (!dc->w_started || dc->w_stop) {
+        pthread_mutex_unlock(&dc->mu);
+        fs_dc_put(st, id, ms, status, data, len, settled);
+        free(data);
+        return;
+    }
+    if (dc->q_bytes + len > DC_QUEUE_MAX || !(j = calloc(1, sizeof *j))) {
+        dc->dropped++;
+        pthread_mutex_unlock(&dc->mu);
+        free(data);
+        return;
+    }
+    j->id = id;
+    j->ms = ms;
+    j->status = status;
+    j->data = data;
+    j->len = len;
+    if (dc->q_tail)
+        dc->q_tail->next = j;
+    else
+        dc->q_head = j;
+    dc->q_tail = j;
+    dc->q_bytes += len;
+    pthread_cond_signal(&dc->w_cv);
+    pthread_mutex_unlock(&dc->mu);
+}
+
 /* ------------------------------------------------------------- the tier */
 
 static int tier_get(void *ud, long long id, int64_t ms, int status, char **data, size_t *len,
@@ -416,6 +549,7 @@ int fs_dc_init(struct fs_state *st)
     }
     dc->max = st->cfg->cache_max;
     pthread_mutex_init(&dc->mu, NULL);
+    pthread_cond_init(&dc->w_cv, NULL);
     dc->tier.get = tier_get;
     dc->tier.put = tier_put;
     dc->tier.ud = st;
@@ -440,7 +574,9 @@ void fs_dc_free(struct fs_state *st)
         return;
     st->ds.tier = NULL;
     st->dc = NULL;
+    fs_dc_stop(st);
     close(dc->dfd);
+    pthread_cond_destroy(&dc->w_cv);
     pthread_mutex_destroy(&dc->mu);
     free(dc->dir);
     free(dc);
@@ -461,5 +597,9 @@ void fs_dc_stats(struct fs_state *st, struct fs_dc_stats *o)
     o->corrupt = dc->corrupt;
     o->bytes = dc->bytes;
     o->max = dc->max;
+    o->queued = 0;
+    for (const struct dc_job *j = dc->q_head; j; j = j->next)
+        o->queued++;
+    o->dropped = dc->dropped;
     pthread_mutex_unlock(&dc->mu);
 }

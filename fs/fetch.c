@@ -404,9 +404,8 @@ static void batch_run(struct batch *b)
     if (b->net)
         for (size_t i = 0; i < b->n; i++)
             if (b->net[i]) {
-                fs_dc_put(st, b->ids[i], b->ms[i], b->status[i], b->net[i], b->net_len[i],
-                          settled_at(first, b->ms[i]));
-                free(b->net[i]);
+                fs_dc_put_async(st, b->ids[i], b->ms[i], b->status[i], b->net[i],
+                                b->net_len[i], settled_at(first, b->ms[i]));
                 b->net[i] = NULL;
             }
     if (e && e != SA_ERR_CANCELLED) {

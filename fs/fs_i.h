@@ -18,7 +18,9 @@
  *                            the journal's file names; journal I/O happens
  *                            outside it; wf_mu, the workflow cache),
  *                            (shared around one notification), the
- *                            deleter's and fetchers' queues (ds.mu guards them)
+ *                            deleter's and fetchers' queues (ds.mu guards them),
+ *                            dc->mu (diskcache.c: counters; its file I/O runs
+ *                            with none of these held)
  * Kernel notifications (fs_kernel_inval_*) are sent with none of these held.
  */
 #ifndef FS_I_H
@@ -749,10 +751,17 @@ int fs_dc_get(struct fs_state *st, long long id, int64_t ms, int status, char **
 /** Store settled bytes for that key (no lock held; unsettled: nothing). */
 void fs_dc_put(struct fs_state *st, long long id, int64_t ms, int status, const char *data,
                size_t len, int settled);
+/** The same from a batch (fetch.c): @p data is stolen and written by the
+ * writer thread (started in init, stopped in destroy), or dropped when its
+ * queue is full. */
+void fs_dc_put_async(struct fs_state *st, long long id, int64_t ms, int status, char *data,
+                     size_t len, int settled);
+void fs_dc_start(struct fs_state *st);
+void fs_dc_stop(struct fs_state *st);
 /** Counters for user.safs.stats. */
 struct fs_dc_stats {
     int enabled;
-    uint64_t hits, misses, stored, evicted, corrupt, bytes, max;
+    uint64_t hits, misses, stored, evicted, corrupt, bytes, max, queued, dropped;
 };
 void fs_dc_stats(struct fs_state *st, struct fs_dc_stats *out);
 

@@ -100,11 +100,12 @@ static int stats_json(struct fs_state *st, char **out, size_t *len)
     o += snprintf(buf + o, sizeof buf - o,
                   "\"disk_cache\":{\"enabled\":%s,\"hits\":%llu,\"misses\":%llu,"
                   "\"stored\":%llu,\"evicted\":%llu,\"corrupt\":%llu,\"bytes\":%llu,"
-                  "\"max\":%llu}}",
+                  "\"max\":%llu,\"queued\":%llu,\"dropped\":%llu}}",
                   dcs.enabled ? "true" : "false", (unsigned long long)dcs.hits,
                   (unsigned long long)dcs.misses, (unsigned long long)dcs.stored,
                   (unsigned long long)dcs.evicted, (unsigned long long)dcs.corrupt,
-                  (unsigned long long)dcs.bytes, (unsigned long long)dcs.max);
+                  (unsigned long long)dcs.bytes, (unsigned long long)dcs.max,
+                  (unsigned long long)dcs.queued, (unsigned long long)dcs.dropped);
     free(st->stats_snap);
     st->stats_snap = strdup(buf);
     st->stats_len = o;

@@ -41,6 +41,18 @@ def stats(m):
     return json.loads(os.getxattr(m.path, "user.safs.stats"))["disk_cache"]
 
 
+def written(m, timeout=30):
+    """The counters once the writer thread has written what batches queued
+    (user.safs.stats is a snapshot of up to a second)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        s = stats(m)
+        if s["queued"] == 0 or time.monotonic() > deadline:
+            time.sleep(1.1)
+            return stats(m)
+        time.sleep(0.2)
+
+
 def tree(root):
     out = {}
     for dp, _, files in os.walk(root):
@@ -70,7 +82,7 @@ def test_warm_remount_downloads_nothing(mount, emulator, tmp_path):
     m = mount(V, opts={"cache_dir": cache})
     first = cp_tree(m, "", str(tmp_path / "out1"))
     assert first
-    assert stats(m)["stored"] == len([k for k in first if k.endswith(SUFFIX)])
+    assert written(m)["stored"] == len([k for k in first if k.endswith(SUFFIX)])
     m.unmount()
     d = dc_dir(cache)
     assert len(entries(d)) == len([k for k in first if k.endswith(SUFFIX)])
@@ -147,7 +159,7 @@ def test_document_fetched_within_its_second_is_not_trusted(mount, emulator, api,
     emulator.reset_stats()
     m3 = mount(V, opts={"cache_dir": cache})
     assert json.loads(read(m3.p("val", f)))["tags"] == ["same-second"]
-    assert stats(m3)["stored"] == 1
+    assert written(m3)["stored"] == 1
     m3.unmount()
     emulator.reset_stats()
     m4 = mount(V, opts={"cache_dir": cache})
@@ -216,8 +228,8 @@ def test_cache_max_is_respected_and_only_entries_are_evicted(mount, tmp_path):
         assert len(out) == 300
         total = sum(len(v) for v in out.values())
         assert total > 3 * 200 * 1024  # the folder is well over the bound
+        s = written(m)
         assert entries_bytes(d) <= 200 * 1024
-        s = stats(m)
         assert s["evicted"] > 0 and s["stored"] == 300, s
         for p in planted:
             assert os.path.getsize(p) == 50000, p
@@ -267,7 +279,7 @@ def test_cache_dir_none_writes_nothing(mount, emulator, tmp_path):
     settle(emulator)
     m = mount(V, opts={"cache_dir": "none"})
     assert cp_tree(m, "", str(tmp_path / "out"))
-    s = stats(m)
+    s = written(m)
     assert s["enabled"] is False and s["stored"] == 0
     m.unmount()
     # not under the default place either ($XDG_CACHE_HOME: the harness's)
