@@ -32,8 +32,8 @@
  * stale `.t.*` files are ever removed: the journal and the recovery folder
  * live elsewhere.
  *
- * Writes of a batch's documents go to a writer thread (fs_dc_put_async,
- * at most 64 MiB queued, the rest dropped), so a cold `cp -r` does not
+ * Writes of a batch's documents go to a writer thread (fs_dc_put_async;
+ * at most 64 MiB queued: beyond, the batch's worker waits), so a cold `cp -r` does not
  * wait for file creation between stream batches; unmount writes what is
  * queued for at most 5 s.
  *
@@ -84,7 +84,7 @@ struct dc_job {
     size_t len;
 };
 
-/* Queued stores beyond this many bytes are dropped (it is a cache). */
+/* Queued stores beyond this many bytes make the producer wait. */
 #define DC_QUEUE_MAX ((size_t)64 << 20)
 /* Unmount writes what is queued for at most this long. */
 #define DC_DRAIN_SECS 5.0
@@ -105,7 +105,8 @@ struct fs_dc {
     size_t q_bytes;
     uint64_t dropped;
     int w_started, w_stop;
-    pthread_cond_t w_cv;
+    pthread_cond_t w_cv;        /* the writer waits for work */
+    pthread_cond_t q_cv;        /* a producer waits for room */
     pthread_t w_thread;
 };
 
@@ -425,6 +426,7 @@ static void *writer(void *arg)
         if (!dc->q_head)
             dc->q_tail = NULL;
         dc->q_bytes -= j->len;
+        pthread_cond_broadcast(&dc->q_cv);
         pthread_mutex_unlock(&dc->mu);
         fs_dc_put(st, j->id, j->ms, j->status, j->data, j->len, 1);
         free(j->data);
@@ -454,6 +456,7 @@ void fs_dc_stop(struct fs_state *st)
         return;
     pthread_mutex_lock(&dc->mu);
     dc->w_stop = 1;
+    pthread_cond_broadcast(&dc->q_cv);
     started = dc->w_started;
     dc->w_started = 0;
     pthread_cond_broadcast(&dc->w_cv);
@@ -469,6 +472,7 @@ void fs_dc_stop(struct fs_state *st)
     }
     dc->q_tail = NULL;
     dc->q_bytes = 0;
+    pthread_cond_broadcast(&dc->q_cv);
     pthread_mutex_unlock(&dc->mu);
 }
 
@@ -488,7 +492,11 @@ void fs_dc_put_async(struct fs_state *st, long long id, int64_t ms, int status, 
         free(data);
         return;
     }
-    if (dc->q_bytes + len > DC_QUEUE_MAX || !(j = calloc(1, sizeof *j))) {
+    /* a full queue holds the batch's worker back (memory stays bounded,
+     * and nothing a later read needs is dropped) */
+    while (dc->q_bytes && dc->q_bytes + len > DC_QUEUE_MAX && !dc->w_stop)
+        pthread_cond_wait(&dc->q_cv, &dc->mu);
+    if (dc->w_stop || !(j = calloc(1, sizeof *j))) {
         dc->dropped++;
         pthread_mutex_unlock(&dc->mu);
         free(data);
@@ -550,6 +558,7 @@ int fs_dc_init(struct fs_state *st)
     dc->max = st->cfg->cache_max;
     pthread_mutex_init(&dc->mu, NULL);
     pthread_cond_init(&dc->w_cv, NULL);
+    pthread_cond_init(&dc->q_cv, NULL);
     dc->tier.get = tier_get;
     dc->tier.put = tier_put;
     dc->tier.ud = st;
@@ -577,6 +586,7 @@ void fs_dc_free(struct fs_state *st)
     fs_dc_stop(st);
     close(dc->dfd);
     pthread_cond_destroy(&dc->w_cv);
+    pthread_cond_destroy(&dc->q_cv);
     pthread_mutex_destroy(&dc->mu);
     free(dc->dir);
     free(dc);

@@ -3,7 +3,7 @@
 from memory, and after a remount with the on-disk document cache.
 
     /usr/bin/python3 tests/bench/bench_diskcache.py [--items 5000] [--latency 0,50]
-        [--build DIR] [--profile]
+        [--build DIR] [--profile] [--memory [--mem-max SIZE]]
 
 One emulator (--seed-items Bench/f=ITEMS, clock moved 1.5 s on so every
 download is settled). For each latency L:
@@ -19,6 +19,8 @@ document downloads), the daemon's CPU seconds and peak RSS (VmHWM) at the
 end of that mount. Mounts use the daemon's default kernel TTLs and
 cache_timeout=30. Non-sanitized build by default (build/). A report, never
 pass/fail. --profile runs `strace -c -f` on the warm mount's daemon.
+--memory runs issue 11's memory case instead (two folders of ITEMS, `ls -lR`,
+then every file read: document requests and peak RSS).
 """
 import argparse
 import os
@@ -73,16 +75,62 @@ def baseline(api, out):
     return time.monotonic() - t
 
 
+def memory_scenario(a):
+    """Issue 11's memory case: two folders of ITEMS each, `ls -lR`, then every
+    file read (find | xargs cat): document requests during the reads, the
+    daemon's peak RSS, with the defaults (mem_max, cache_max) and an empty
+    cache directory."""
+    work = tempfile.mkdtemp(prefix="safs-bench-mem-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    cache = tempfile.mkdtemp(prefix="safs-bench-mem-cache-")
+    em = Emulator(os.path.join(work, "emu"), ["--seed-items", "%s/a=%d" % (P, a.items),
+                                              "--seed-items", "%s/b=%d" % (P, a.items)], name="emu")
+    out = []
+    try:
+        em.ctl("POST", "clock", {"advance_ms": 1500})
+        opts = {"cache_timeout": "30", "cache_dir": cache, "attr_timeout": None,
+                "entry_timeout": None, "negative_timeout": None}
+        if a.mem_max:
+            opts["mem_max"] = a.mem_max
+        m = Mount(em, os.path.join(work, "m"), P, opts)
+        try:
+            em.reset_stats()
+            t = time.monotonic()
+            subprocess.run("ls -lR %s > /dev/null" % m.p(), shell=True, check=True, timeout=3600)
+            out.append(("ls -lR", time.monotonic() - t, reqs(em)) + proc_usage(m.pid))
+            em.reset_stats()
+            t = time.monotonic()
+            subprocess.run("find %s -type f -print0 | xargs -0 cat > /dev/null" % m.p(), shell=True,
+                           check=True, timeout=3600)
+            out.append(("read every file", time.monotonic() - t, reqs(em)) + proc_usage(m.pid))
+        finally:
+            m.unmount()
+    finally:
+        em.stop(check=False)
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(cache, ignore_errors=True)
+    print("\n2 folders x %d items, mem_max=%s, fresh cache dir (non-sanitized build)\n"
+          % (a.items, a.mem_max or "default"))
+    print("%-18s %8s %9s %9s %7s %10s" % ("step", "time s", "requests", "doc reqs", "cpu s", "peak MB"))
+    for name, t, (nreq, ndown), c, r in out:
+        print("%-18s %8.2f %9d %9d %7.2f %10d" % (name, t, nreq, ndown, c, r))
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--items", type=int, default=5000)
     ap.add_argument("--latency", default="0,50")
     ap.add_argument("--build", default=os.path.join(harness.REPO, "build"))
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--memory", action="store_true",
+                    help="the memory scenario instead: 2 folders x ITEMS, ls -lR, read every file")
+    ap.add_argument("--mem-max", default=None, help="-o mem_max= for --memory")
     a = ap.parse_args()
     harness.BUILD = os.path.abspath(a.build)
     harness.SAFS = os.path.join(harness.BUILD, "fs", "safs")
     harness.EMULATOR = os.path.join(harness.BUILD, "tests", "emulator", "sa-emulator")
+    if a.memory:
+        return memory_scenario(a)
 
     work = tempfile.mkdtemp(prefix="safs-bench-dc-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
     em = Emulator(os.path.join(work, "emu"), ["--seed-items", "%s/%s=%d" % (P, F, a.items)], name="emu")
