@@ -34,6 +34,7 @@
 struct fs_fetch_job {
     struct fs_fetch_job *next;
     struct fs_item *start;      /* a ref, or NULL: continue at f->ra_next */
+    int reread;                 /* also items whose bytes the memory budget dropped */
 };
 
 /* Settled: the server answered at least one second after updatedAt. */
@@ -218,7 +219,8 @@ static int batch_collect(struct batch *b, struct fs_fetch_job *j)
         struct fs_item *it = f->items[i];
         struct fs_doc *d = &it->doc;
         if (it == j->start || d->fetching || d->batching || !d->has_key ||
-            d->tomb != FS_TOMB_NONE || fs_ver_trusted(st, d->cur))
+            d->tomb != FS_TOMB_NONE ||
+            (fs_ver_trusted(st, d->cur) && !(j->reread && !d->cur->data && !d->cur->pins)))
             continue;
         fs_item_get(it);
         cand[cand_n++] = it;
@@ -515,7 +517,7 @@ static void enqueue_locked(struct fs_state *st, struct fs_folder *f, struct fs_f
     }
 }
 
-void fs_fetch_batch_locked(struct fs_state *st, struct fs_item *it)
+static void batch_job_locked(struct fs_state *st, struct fs_item *it, int reread)
 {
     struct fs_fetch_job *j;
     if (st->ds.bg_cancel)
@@ -525,12 +527,23 @@ void fs_fetch_batch_locked(struct fs_state *st, struct fs_item *it)
         return;
     fs_item_get(it);
     j->start = it;
+    j->reread = reread;
     it->doc.batching = 1;
     enqueue_locked(st, it->folder, j);
     if (!it->folder->fetch_running) {
         /* no worker: the caller fetches the item alone */
         it->doc.batching = 0;
     }
+}
+
+void fs_fetch_batch_locked(struct fs_state *st, struct fs_item *it)
+{
+    batch_job_locked(st, it, 0);
+}
+
+void fs_fetch_reread_locked(struct fs_state *st, struct fs_item *it)
+{
+    batch_job_locked(st, it, 1);
 }
 
 void fs_fetch_readahead_locked(struct fs_state *st, struct fs_folder *f)

@@ -514,6 +514,11 @@ int fs_fetch_one(struct fs_state *st, struct fs_item *it, int64_t ms, int status
 /** A size miss of @p it (ds.mu held): queue one batch around it in listing
  * order (st->mu is NOT held; the listing is read under it by the worker). */
 void fs_fetch_batch_locked(struct fs_state *st, struct fs_item *it);
+/** An open of @p it whose bytes the memory budget dropped and the disk
+ * cache does not hold (ds.mu held): the same batch, which also takes the
+ * neighbours whose bytes were dropped, so re-reading a folder costs
+ * batches, not one request per file. */
+void fs_fetch_reread_locked(struct fs_state *st, struct fs_item *it);
 /** Read-ahead: a stat served from a batch asks for the next one (ds.mu held). */
 void fs_fetch_readahead_locked(struct fs_state *st, struct fs_folder *f);
 /** Unmount: stop background fetches and wait for their threads (bounded). */

@@ -399,7 +399,7 @@ int fs_doc_get(struct fs_state *st, struct fs_item *it, int fresh, int mark_serv
                struct fs_ver **out)
 {
     struct fs_doc *d = &it->doc;
-    int tries = 0, r;
+    int tries = 0, reread = 0, r;
 
     *out = NULL;
     pthread_mutex_lock(&st->ds.mu);
@@ -451,6 +451,24 @@ int fs_doc_get(struct fs_state *st, struct fs_item *it, int fresh, int mark_serv
                 free(data);
                 r = -ENOENT;
             }
+        }
+        if (r && !fresh && !reread) {
+            /* bytes the memory budget dropped, not on disk: a batch of this
+             * item and its dropped neighbours (a re-read of a folder bigger
+             * than mem_max costs batches, not a request per file) */
+            pthread_mutex_lock(&st->ds.mu);
+            reread = 1;
+            if (d->cur && !d->cur->data && d->cur->ms == ms && d->cur->status == status &&
+                fs_ver_trusted(st, d->cur)) {
+                d->fetching = 0;
+                fs_fetch_reread_locked(st, it);
+                if (d->batching) {
+                    pthread_cond_broadcast(&st->ds.cv);
+                    continue;
+                }
+                d->fetching = 1;
+            }
+            pthread_mutex_unlock(&st->ds.mu);
         }
         if (r) {
             r = fs_fetch_one(st, it, ms, status, &data, &len, &settled);

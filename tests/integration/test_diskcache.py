@@ -304,13 +304,38 @@ def test_small_memory_budget_reads_come_from_the_disk(mount, emulator, tmp_path)
         m = mount("Big", opts={"cache_dir": str(tmp_path / "dc"), "mem_max": "256K",
                                "cache_timeout": "30"}, emu=em)
         run(["ls", "-l", m.p("f")], timeout=120)
+        written(m)  # the writer thread has stored what the batches fetched
         em.reset_stats()
         sh("cat %s/* > /dev/null" % q(m.p("f")), timeout=300)
         sh("cat %s/* > /dev/null" % q(m.p("f")), timeout=300)
         assert em.downloads() == 0, em.routes()
+        time.sleep(1.1)  # user.safs.stats is a snapshot of up to a second
         s = stats(m)
         assert s["hits"] >= 700, s
         st = json.loads(os.getxattr(m.path, "user.safs.stats"))
         assert st["cache_bytes"] <= 256 * 1024 + 16 * 1024, st
+    finally:
+        em.stop()
+
+
+def test_reread_beyond_memory_and_disk_bounds_is_batched(mount, tmp_path):
+    """A folder bigger than both mem_max and cache_max: re-reading every
+    file after ls -l fetches the dropped documents in batches (the item and
+    its dropped neighbours), never one request per file; content exact."""
+    em = Emulator(str(tmp_path / "emu"), ["--seed-items", "Big/f=400"], name="big")
+    try:
+        settle(em)
+        m = mount("Big", opts={"cache_dir": str(tmp_path / "dc"), "mem_max": "256K",
+                               "cache_max": "100K", "cache_timeout": "30"}, emu=em)
+        run(["ls", "-l", m.p("f")], timeout=120)
+        written(m)
+        em.reset_stats()
+        names = sorted(os.listdir(m.p("f")))
+        got = {n: read(m.p("f", n)) for n in names}
+        streams_n = em.count("POST /api/v4/items/annotations/download")
+        assert 0 < streams_n <= len(names) // 20, em.routes()
+        want = em.api.folder_documents("Big", "f")
+        for n in names:
+            assert json.loads(got[n]) == json.loads(want[n[:-len(SUFFIX)]]), n
     finally:
         em.stop()
