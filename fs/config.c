@@ -207,7 +207,8 @@ static void print_help(const char *prog)
 "                           entries pruned first, K/M/G suffixes (default: 512M)\n"
 "    mem_max=BYTES          documents kept in memory; beyond, the least recently\n"
 "                           used are dropped (read again from the document\n"
-"                           cache), K/M/G suffixes (default: 256M)\n"
+"                           cache), K/M/G suffixes (default: 64M, 256M with\n"
+"                           cache_dir=none)\n"
 "    max_threads=N          most FUSE worker threads (default: 64)\n"
 "    uid=N, gid=N           owner of every file (default: the mounting user)\n"
 "    umask=OCTAL            mode mask (default: 022)\n"
@@ -818,7 +819,6 @@ int fs_config_parse(int argc, char **argv, struct fs_config *cfg, struct fuse_ar
     p.c.max_doc = DEFAULT_MAX_DOC;
     p.c.recovery_max = (uint64_t)1 << 30;
     p.c.cache_max = (uint64_t)512 << 20;
-    p.c.mem_max = (uint64_t)256 << 20;
     p.c.fps = 1;
     p.c.max_threads = DEFAULT_MAX_THREADS;
     p.c.umask = 022;

@@ -40,7 +40,8 @@ struct fs_config {
     char *cache_dir;       /**< scratch and spill files; default $XDG_CACHE_HOME/safs */
     uint64_t cache_max;    /**< -o cache_max=: bytes of the document cache, oldest pruned (512 MiB) */
     int cache_none;        /**< -o cache_dir=none: no document cache */
-    uint64_t mem_max;      /**< -o mem_max=: bytes of documents kept in memory (256 MiB) */
+    uint64_t mem_max;      /**< -o mem_max=: bytes of documents kept in memory; 0 = the default
+                                (64 MiB with the disk cache, 256 MiB without) */
     int max_threads;       /**< default 64 */
     int uid_set, gid_set;
     unsigned uid, gid;

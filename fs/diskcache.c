@@ -33,7 +33,7 @@
  * live elsewhere.
  *
  * Writes of a batch's documents go to a writer thread (fs_dc_put_async;
- * at most 64 MiB queued: beyond, the batch's worker waits), so a cold `cp -r` does not
+ * at most 16 MiB queued: beyond, the batch's worker waits), so a cold `cp -r` does not
  * wait for file creation between stream batches; unmount writes what is
  * queued for at most 5 s.
  *
@@ -85,7 +85,7 @@ struct dc_job {
 };
 
 /* Queued stores beyond this many bytes make the producer wait. */
-#define DC_QUEUE_MAX ((size_t)64 << 20)
+#define DC_QUEUE_MAX ((size_t)16 << 20)
 /* Unmount writes what is queued for at most this long. */
 #define DC_DRAIN_SECS 5.0
 

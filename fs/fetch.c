@@ -19,6 +19,7 @@
  * answer was cut short.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,6 +127,7 @@ struct batch {
     char **net;                 /* a copy of what the stream sent, stored after the call
                                    if the call proves it settled */
     size_t *net_len;
+    int reread;                 /* a re-read batch: nothing is stored (below) */
     long long *net_ids;         /* what is asked of the stream */
     char **net_names;           /* borrowed from names */
 };
@@ -273,11 +275,16 @@ static size_t batch_from_disk(struct batch *b)
     size_t len[DISK_CHUNK];
 
     b->disk = calloc(b->n, 1);
-    b->net = calloc(b->n, sizeof *b->net);
+    /* A re-read batch fetches what the disk no longer holds: the folder is
+     * bigger than cache_max, and storing it again would evict what the
+     * same scan reads next (LRU under a cyclic scan larger than the cache
+     * hits nothing, and each store costs a new inode): what the disk holds
+     * stays, the rest is fetched in batches every time. */
+    b->net = b->reread ? NULL : calloc(b->n, sizeof *b->net);
     b->net_len = calloc(b->n, sizeof *b->net_len);
     b->net_ids = calloc(b->n, sizeof *b->net_ids);
     b->net_names = calloc(b->n, sizeof *b->net_names);
-    if (!b->disk || !b->net || !b->net_len || !b->net_ids || !b->net_names) {
+    if (!b->disk || (!b->net && !b->reread) || !b->net_len || !b->net_ids || !b->net_names) {
         free(b->disk);
         free(b->net);
         free(b->net_len);
@@ -463,7 +470,7 @@ static void *worker(void *arg)
     pthread_mutex_lock(&st->ds.mu);
     while (f->jobs) {
         struct fs_fetch_job *j = f->jobs;
-        struct batch b = {.st = st, .f = f};
+        struct batch b = {.st = st, .f = f, .reread = j->reread};
         f->jobs = j->next;
         if (!f->jobs)
             f->jobs_tail = NULL;
@@ -486,6 +493,9 @@ static void *worker(void *arg)
     st->ds.fetchers--;
     pthread_cond_broadcast(&st->ds.cv);
     pthread_mutex_unlock(&st->ds.mu);
+    /* the folder's batches are done: give back what the evicted
+     * documents' buffers left free (no lock held) */
+    malloc_trim(0);
     return NULL;
 }
 

@@ -758,7 +758,7 @@ void fs_dc_put(struct fs_state *st, long long id, int64_t ms, int status, const 
                size_t len, int settled);
 /** The same from a batch (fetch.c): @p data is stolen and written by the
  * writer thread (started in init, stopped in destroy); waits while its
- * queue is full (64 MiB). */
+ * queue is full (16 MiB). */
 void fs_dc_put_async(struct fs_state *st, long long id, int64_t ms, int status, char *data,
                      size_t len, int settled);
 void fs_dc_start(struct fs_state *st);

@@ -124,7 +124,8 @@ def main():
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--memory", action="store_true",
                     help="the memory scenario instead: 2 folders x ITEMS, ls -lR, read every file")
-    ap.add_argument("--mem-max", default=None, help="-o mem_max= for --memory")
+    ap.add_argument("--mem-max", default=None, help="-o mem_max= (default: the daemon's)")
+    ap.add_argument("--cache-max", default=None, help="-o cache_max= (default: the daemon's)")
     a = ap.parse_args()
     harness.BUILD = os.path.abspath(a.build)
     harness.SAFS = os.path.join(harness.BUILD, "fs", "safs")
@@ -150,6 +151,10 @@ def main():
             caches.append(cache)
             opts = {"cache_timeout": "30", "cache_dir": cache, "attr_timeout": None,
                     "entry_timeout": None, "negative_timeout": None}
+            if a.mem_max:
+                opts["mem_max"] = a.mem_max
+            if a.cache_max:
+                opts["cache_max"] = a.cache_max
 
             m = Mount(em, os.path.join(run, "m1"), P, opts)
             try:
@@ -194,7 +199,8 @@ def main():
         for c in caches:
             shutil.rmtree(c, ignore_errors=True)
 
-    print("\n%d items in one folder; cp -r out of the mount (non-sanitized build)\n" % a.items)
+    print("\n%d items in one folder; cp -r out of the mount (non-sanitized build; mem_max=%s, "
+          "cache_max=%s)\n" % (a.items, a.mem_max or "default", a.cache_max or "default"))
     print("%-4s %-20s %8s %7s %9s %9s %7s %7s" % ("L ms", "run", "time s", "x base", "requests",
                                                    "doc reqs", "cpu s", "rss MB"))
     base = {}
