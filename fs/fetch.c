@@ -191,6 +191,7 @@ static int batch_collect(struct batch *b, struct fs_fetch_job *j)
     struct fs_state *st = b->st;
     struct fs_folder *f = b->f;
     size_t start = 0, scanned = 0, cand_n = 0, max = j->start ? FETCH_BATCH : FETCH_AHEAD;
+    size_t bytes = 0;
     struct fs_item **cand;
 
     pthread_mutex_lock(&st->mu);
@@ -224,6 +225,10 @@ static int batch_collect(struct batch *b, struct fs_fetch_job *j)
             d->tomb != FS_TOMB_NONE ||
             (fs_ver_trusted(st, d->cur) && !(j->reread && !d->cur->data && !d->cur->pins)))
             continue;
+        /* a re-read batch takes no more than half the memory budget: the
+         * rest would be dropped again before it is read */
+        if (j->reread && d->cur && (bytes += d->cur->len) > st->ds.lru_budget / 2)
+            break;
         fs_item_get(it);
         cand[cand_n++] = it;
     }

@@ -319,13 +319,14 @@ def test_small_memory_budget_reads_come_from_the_disk(mount, emulator, tmp_path)
 
 
 def test_reread_beyond_memory_and_disk_bounds_is_batched(mount, tmp_path):
-    """A folder bigger than both mem_max and cache_max: re-reading every
+    """A folder bigger than both mem_max and cache_max (400 documents of
+    about 12 KB, 1 MiB and 100 KiB): re-reading every
     file after ls -l fetches the dropped documents in batches (the item and
     its dropped neighbours), never one request per file; content exact."""
     em = Emulator(str(tmp_path / "emu"), ["--seed-items", "Big/f=400"], name="big")
     try:
         settle(em)
-        m = mount("Big", opts={"cache_dir": str(tmp_path / "dc"), "mem_max": "256K",
+        m = mount("Big", opts={"cache_dir": str(tmp_path / "dc"), "mem_max": "1M",
                                "cache_max": "100K", "cache_timeout": "30"}, emu=em)
         run(["ls", "-l", m.p("f")], timeout=120)
         written(m)
