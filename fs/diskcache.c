@@ -104,7 +104,7 @@ struct fs_dc {
     struct dc_job *q_head, *q_tail;
     size_t q_bytes;
     uint64_t dropped;
-    int w_started, w_stop;
+    int w_started, w_stop, w_busy;
     pthread_cond_t w_cv;        /* the writer waits for work */
     pthread_cond_t q_cv;        /* a producer waits for room */
     pthread_t w_thread;
@@ -426,12 +426,14 @@ static void *writer(void *arg)
         if (!dc->q_head)
             dc->q_tail = NULL;
         dc->q_bytes -= j->len;
+        dc->w_busy = 1;
         pthread_cond_broadcast(&dc->q_cv);
         pthread_mutex_unlock(&dc->mu);
         fs_dc_put(st, j->id, j->ms, j->status, j->data, j->len, 1);
         free(j->data);
         free(j);
         pthread_mutex_lock(&dc->mu);
+        dc->w_busy = 0;
     }
     pthread_mutex_unlock(&dc->mu);
     return NULL;
@@ -607,7 +609,7 @@ void fs_dc_stats(struct fs_state *st, struct fs_dc_stats *o)
     o->corrupt = dc->corrupt;
     o->bytes = dc->bytes;
     o->max = dc->max;
-    o->queued = 0;
+    o->queued = (uint64_t)dc->w_busy; /* the one being written counts */
     for (const struct dc_job *j = dc->q_head; j; j = j->next)
         o->queued++;
     o->dropped = dc->dropped;
