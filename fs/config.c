@@ -43,7 +43,7 @@ enum {
     KEY_DISCARD, KEY_TOKEN, KEY_SUFFIX, KEY_CACHE_TIMEOUT, KEY_TIMEOUT,
     KEY_MAX_DOC,
     KEY_OP_TIMEOUT,
-    KEY_RECOVERY_MAX, KEY_FPS, KEY_MAX_THREADS, KEY_UID, KEY_GID, KEY_UMASK,
+    KEY_RECOVERY_MAX, KEY_CACHE_MAX, KEY_MEM_MAX, KEY_FPS, KEY_MAX_THREADS, KEY_UID, KEY_GID, KEY_UMASK,
     KEY_RO, KEY_ALLOW_OTHER, KEY_LOGLEVEL, KEY_PASS, KEY_FSNAME, KEY_SUBTYPE,
     KEY_DRAIN_TIMEOUT,
 };
@@ -85,6 +85,8 @@ static const struct fuse_opt opts[] = {
     FUSE_OPT_KEY("max_doc=", KEY_MAX_DOC),
     FUSE_OPT_KEY("op_timeout=", KEY_OP_TIMEOUT),
     FUSE_OPT_KEY("recovery_max=", KEY_RECOVERY_MAX),
+    FUSE_OPT_KEY("cache_max=", KEY_CACHE_MAX),
+    FUSE_OPT_KEY("mem_max=", KEY_MEM_MAX),
     FUSE_OPT_KEY("fps=", KEY_FPS),
     FUSE_OPT_KEY("max_threads=", KEY_MAX_THREADS),
     FUSE_OPT_KEY("uid=", KEY_UID),
@@ -198,8 +200,14 @@ static void print_help(const char *prog)
 "                           $XDG_CACHE_HOME/safs/recovery or ~/.cache/safs/recovery)\n"
 "    recovery_max=BYTES     size of the recovery folder, oldest files pruned\n"
 "                           first, K/M/G suffixes (default: 1G)\n"
-"    cache_dir=DIR          scratch, spill and document cache (default:\n"
-"                           $XDG_CACHE_HOME/safs or ~/.cache/safs)\n"
+"    cache_dir=DIR          spill files, and the document cache in DIR/<team key>\n"
+"                           (default: $XDG_CACHE_HOME/safs or ~/.cache/safs;\n"
+"                           /var/cache/safs without HOME); none: no document cache\n"
+"    cache_max=BYTES        size of the document cache (default: 512M; K/M/G\n"
+"                           suffixes), least recently used entries pruned first\n"
+"    mem_max=BYTES          documents kept in memory (default: 64M, 256M with\n"
+"                           cache_dir=none; K/M/G suffixes); beyond, the least\n"
+"                           recently used are read again from the document cache\n"
 "    max_threads=N          most FUSE worker threads (default: 64)\n"
 "    uid=N, gid=N           owner of every file (default: the mounting user)\n"
 "    umask=OCTAL            mode mask (default: 022)\n"
@@ -388,6 +396,8 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
     case KEY_MAX_DOC: return parse_size(p, arg, &p->c.max_doc);
     case KEY_OP_TIMEOUT: return parse_double(p, arg, &p->c.op_timeout, 0, 1);
     case KEY_RECOVERY_MAX: return parse_size(p, arg, &p->c.recovery_max);
+    case KEY_CACHE_MAX: return parse_size(p, arg, &p->c.cache_max);
+    case KEY_MEM_MAX: return parse_size(p, arg, &p->c.mem_max);
     case KEY_MAX_THREADS: {
         unsigned u;
         if (parse_uint(p, arg, &u, 10, 100000))
@@ -707,7 +717,10 @@ static int apply_defaults(struct parse_ctx *p)
         free(base);
         return fail(p, "out of memory");
     }
-    if (c->cache_dir_opt) {
+    if (c->cache_dir_opt && !strcmp(c->cache_dir_opt, "none")) {
+        c->cache_none = 1;
+        c->cache_dir = base;
+    } else if (c->cache_dir_opt) {
         free(base);
         c->cache_dir = strdup(c->cache_dir_opt);
     } else {
@@ -804,6 +817,7 @@ int fs_config_parse(int argc, char **argv, struct fs_config *cfg, struct fuse_ar
     p.c.drain_timeout = 60;
     p.c.max_doc = DEFAULT_MAX_DOC;
     p.c.recovery_max = (uint64_t)1 << 30;
+    p.c.cache_max = (uint64_t)512 << 20;
     p.c.fps = 1;
     p.c.max_threads = DEFAULT_MAX_THREADS;
     p.c.umask = 022;

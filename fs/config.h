@@ -38,6 +38,10 @@ struct fs_config {
     char *recovery_dir;    /**< default $XDG_CACHE_HOME/safs/recovery or ~/.cache/safs/recovery */
     uint64_t recovery_max; /**< -o recovery_max=: bytes kept there, oldest pruned (default 1 GiB) */
     char *cache_dir;       /**< scratch and spill files; default $XDG_CACHE_HOME/safs */
+    uint64_t cache_max;    /**< -o cache_max=: bytes of the document cache, oldest pruned (512 MiB) */
+    int cache_none;        /**< -o cache_dir=none: no document cache */
+    uint64_t mem_max;      /**< -o mem_max=: bytes of documents kept in memory; 0 = the default
+                                (64 MiB with the disk cache, 256 MiB without) */
     int max_threads;       /**< default 64 */
     int uid_set, gid_set;
     unsigned uid, gid;
@@ -51,7 +55,7 @@ struct fs_config {
     int foreground;        /**< -f (or -d) */
     int debug;             /**< -d */
     int probe;             /**< --probe */
-    char *cache_dir_opt;   /**< reserved for the on-disk document cache (-o cache_dir=), NULL if unset */
+    char *cache_dir_opt;   /**< -o cache_dir= as given (the document cache is <it>/<team key>), NULL if unset */
 };
 
 /** Parse argv. On success fills @p cfg and @p fuse_args (the arguments to

@@ -19,6 +19,7 @@
  * answer was cut short.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,7 @@
 struct fs_fetch_job {
     struct fs_fetch_job *next;
     struct fs_item *start;      /* a ref, or NULL: continue at f->ra_next */
+    int reread;                 /* also items whose bytes the memory budget dropped */
 };
 
 /* Settled: the server answered at least one second after updatedAt. */
@@ -120,6 +122,14 @@ struct batch {
     int *status;
     uint64_t *hash;             /* of what arrived, 0 = nothing */
     struct fs_map idx;          /* "%lld" -> index + 1 */
+    /* the disk cache (diskcache.c), when on: */
+    unsigned char *disk;        /* served from it */
+    char **net;                 /* a copy of what the stream sent, stored after the call
+                                   if the call proves it settled */
+    size_t *net_len;
+    int reread;                 /* a re-read batch: nothing is stored (below) */
+    long long *net_ids;         /* what is asked of the stream */
+    char **net_names;           /* borrowed from names */
 };
 
 static void batch_free(struct batch *b)
@@ -136,6 +146,14 @@ static void batch_free(struct batch *b)
     free(b->status);
     free(b->hash);
     fs_map_clear(&b->idx);
+    if (b->net)
+        for (size_t i = 0; i < b->n; i++)
+            free(b->net[i]);
+    free(b->net);
+    free(b->net_len);
+    free(b->disk);
+    free(b->net_ids);
+    free(b->net_names);
 }
 
 static int batch_cb(void *ud, long long item_id, const char *json, size_t len)
@@ -156,6 +174,10 @@ static int batch_cb(void *ud, long long item_id, const char *json, size_t len)
     if (b->hash[i] || sa_doc_pretty(json, len, &pretty, &pl, why, sizeof why))
         return 0;
     b->hash[i] = fs_hash(pretty, pl) | 1;
+    if (b->net && (b->net[i] = malloc(pl + 1))) {
+        memcpy(b->net[i], pretty, pl + 1);
+        b->net_len[i] = pl;
+    }
     pthread_mutex_lock(&st->ds.mu);
     fs_doc_fill_locked(st, b->items[i], b->ms[i], b->status[i], pretty, pl, 0, 0);
     pthread_mutex_unlock(&st->ds.mu);
@@ -169,6 +191,7 @@ static int batch_collect(struct batch *b, struct fs_fetch_job *j)
     struct fs_state *st = b->st;
     struct fs_folder *f = b->f;
     size_t start = 0, scanned = 0, cand_n = 0, max = j->start ? FETCH_BATCH : FETCH_AHEAD;
+    size_t bytes = 0;
     struct fs_item **cand;
 
     pthread_mutex_lock(&st->mu);
@@ -199,8 +222,13 @@ static int batch_collect(struct batch *b, struct fs_fetch_job *j)
         struct fs_item *it = f->items[i];
         struct fs_doc *d = &it->doc;
         if (it == j->start || d->fetching || d->batching || !d->has_key ||
-            d->tomb != FS_TOMB_NONE || fs_ver_trusted(st, d->cur))
+            d->tomb != FS_TOMB_NONE ||
+            (fs_ver_trusted(st, d->cur) && !(j->reread && !d->cur->data && !d->cur->pins)))
             continue;
+        /* a re-read batch takes no more than half the memory budget: the
+         * rest would be dropped again before it is read */
+        if (j->reread && d->cur && (bytes += d->cur->len) > st->ds.lru_budget / 2)
+            break;
         fs_item_get(it);
         cand[cand_n++] = it;
     }
@@ -239,6 +267,69 @@ static int batch_collect(struct batch *b, struct fs_fetch_job *j)
     return 0;
 }
 
+/* The disk cache first (no lock held while reading): what it holds for
+ * exactly the batch's keys fills the store at once, DISK_CHUNK entries per
+ * store lock, so the stat waiting for the batch's first item goes on after
+ * one chunk. The rest goes into b->net_ids/net_names; returns how many. */
+#define DISK_CHUNK 32
+static size_t batch_from_disk(struct batch *b)
+{
+    struct fs_state *st = b->st;
+    size_t nnet = 0;
+    char *data[DISK_CHUNK];
+    size_t len[DISK_CHUNK];
+
+    b->disk = calloc(b->n, 1);
+    /* A re-read batch fetches what the disk no longer holds: the folder is
+     * bigger than cache_max, and storing it again would evict what the
+     * same scan reads next (LRU under a cyclic scan larger than the cache
+     * hits nothing, and each store costs a new inode): what the disk holds
+     * stays, the rest is fetched in batches every time. */
+    b->net = b->reread ? NULL : calloc(b->n, sizeof *b->net);
+    b->net_len = calloc(b->n, sizeof *b->net_len);
+    b->net_ids = calloc(b->n, sizeof *b->net_ids);
+    b->net_names = calloc(b->n, sizeof *b->net_names);
+    if (!b->disk || (!b->net && !b->reread) || !b->net_len || !b->net_ids || !b->net_names) {
+        free(b->disk);
+        free(b->net);
+        free(b->net_len);
+        free(b->net_ids);
+        free(b->net_names);
+        b->disk = NULL;
+        b->net = NULL;
+        b->net_len = NULL;
+        b->net_ids = NULL;
+        b->net_names = NULL;
+        return b->n; /* all from the stream */
+    }
+    for (size_t c = 0; c < b->n; c += DISK_CHUNK) {
+        size_t end = c + DISK_CHUNK < b->n ? c + DISK_CHUNK : b->n, hits = 0;
+        for (size_t i = c; i < end; i++) {
+            if (st->ds.bg_cancel || fs_dc_get(st, b->ids[i], b->ms[i], b->status[i],
+                                              &data[i - c], &len[i - c])) {
+                data[i - c] = NULL;
+                b->net_ids[nnet] = b->ids[i];
+                b->net_names[nnet++] = b->names[i];
+            } else {
+                hits++;
+            }
+        }
+        if (!hits)
+            continue;
+        pthread_mutex_lock(&st->ds.mu);
+        for (size_t i = c; i < end; i++)
+            if (data[i - c]) {
+                b->disk[i] = 1;
+                b->hash[i] = 1;
+                fs_doc_fill_locked(st, b->items[i], b->ms[i], b->status[i], data[i - c],
+                                   len[i - c], 1, 0);
+            }
+        pthread_cond_broadcast(&st->ds.cv);
+        pthread_mutex_unlock(&st->ds.mu);
+    }
+    return nnet;
+}
+
 static void batch_run(struct batch *b)
 {
     struct fs_state *st = b->st;
@@ -248,18 +339,36 @@ static void batch_run(struct batch *b)
     enum sa_err e;
     double t0, hold = 0;
 
+    long long *ids;
+    char **names;
+    size_t nnet;
+
     if (!b->n)
         return;
-    fs_log(st, LOG_DEBUG, "fetching %zu document(s) of folder %s", b->n, f->name);
-    sa_cancel_scope(&st->ds.bg_cancel);
-    /* a batch is bounded like the operation waiting for it */
-    sa_op_deadline(st->cfg->op_timeout);
+    ids = b->ids;
+    names = b->names;
+    nnet = b->n;
+    if (st->dc) {
+        nnet = batch_from_disk(b);
+        if (b->net_ids) {
+            ids = b->net_ids;
+            names = b->net_names;
+        }
+    }
     t0 = fs_now();
-    e = sa_download_annotations(st->c, f->proj->p.id, f->id, b->ids,
-                                (const char *const *)b->names, b->n, batch_cb, b);
-    sa_last_dates(&first, NULL);
-    sa_op_deadline(0);
-    sa_cancel_scope(NULL);
+    e = SA_OK;
+    if (nnet) {
+        fs_log(st, LOG_DEBUG, "fetching %zu document(s) of folder %s (%zu from the disk "
+                              "cache)", nnet, f->name, b->n - nnet);
+        sa_cancel_scope(&st->ds.bg_cancel);
+        /* a batch is bounded like the operation waiting for it */
+        sa_op_deadline(st->cfg->op_timeout);
+        e = sa_download_annotations(st->c, f->proj->p.id, f->id, ids,
+                                    (const char *const *)names, nnet, batch_cb, b);
+        sa_last_dates(&first, NULL);
+        sa_op_deadline(0);
+        sa_cancel_scope(NULL);
+    }
     pthread_mutex_lock(&st->mu);
     st->own.cache_misses += b->n;
     pthread_mutex_unlock(&st->mu);
@@ -280,7 +389,9 @@ static void batch_run(struct batch *b)
     for (size_t i = 0; i < b->n; i++) {
         struct fs_doc *d = &b->items[i]->doc;
         d->batching = 0;
-        if (b->hash[i]) {
+        if (b->disk && b->disk[i]) {
+            /* from the disk cache: stored settled */
+        } else if (b->hash[i]) {
             /* the whole batch was read after `first`: settled if that is a
              * second past updatedAt */
             if (d->cur && d->cur->ms == b->ms[i] && d->cur->status == b->status[i] &&
@@ -303,6 +414,14 @@ static void batch_run(struct batch *b)
     }
     pthread_cond_broadcast(&st->ds.cv);
     pthread_mutex_unlock(&st->ds.mu);
+    /* what the stream sent, settled by the call's first Date, to the disk */
+    if (b->net)
+        for (size_t i = 0; i < b->n; i++)
+            if (b->net[i]) {
+                fs_dc_put_async(st, b->ids[i], b->ms[i], b->status[i], b->net[i],
+                                b->net_len[i], settled_at(first, b->ms[i]));
+                b->net[i] = NULL;
+            }
     if (e && e != SA_ERR_CANCELLED) {
         char what[64];
         snprintf(what, sizeof what, "fetch %zu documents of folder", b->n);
@@ -356,7 +475,7 @@ static void *worker(void *arg)
     pthread_mutex_lock(&st->ds.mu);
     while (f->jobs) {
         struct fs_fetch_job *j = f->jobs;
-        struct batch b = {.st = st, .f = f};
+        struct batch b = {.st = st, .f = f, .reread = j->reread};
         f->jobs = j->next;
         if (!f->jobs)
             f->jobs_tail = NULL;
@@ -379,6 +498,9 @@ static void *worker(void *arg)
     st->ds.fetchers--;
     pthread_cond_broadcast(&st->ds.cv);
     pthread_mutex_unlock(&st->ds.mu);
+    /* the folder's batches are done: give back what the evicted
+     * documents' buffers left free (no lock held) */
+    malloc_trim(0);
     return NULL;
 }
 
@@ -410,7 +532,7 @@ static void enqueue_locked(struct fs_state *st, struct fs_folder *f, struct fs_f
     }
 }
 
-void fs_fetch_batch_locked(struct fs_state *st, struct fs_item *it)
+static void batch_job_locked(struct fs_state *st, struct fs_item *it, int reread)
 {
     struct fs_fetch_job *j;
     if (st->ds.bg_cancel)
@@ -420,12 +542,23 @@ void fs_fetch_batch_locked(struct fs_state *st, struct fs_item *it)
         return;
     fs_item_get(it);
     j->start = it;
+    j->reread = reread;
     it->doc.batching = 1;
     enqueue_locked(st, it->folder, j);
     if (!it->folder->fetch_running) {
         /* no worker: the caller fetches the item alone */
         it->doc.batching = 0;
     }
+}
+
+void fs_fetch_batch_locked(struct fs_state *st, struct fs_item *it)
+{
+    batch_job_locked(st, it, 0);
+}
+
+void fs_fetch_reread_locked(struct fs_state *st, struct fs_item *it)
+{
+    batch_job_locked(st, it, 1);
 }
 
 void fs_fetch_readahead_locked(struct fs_state *st, struct fs_folder *f)

@@ -20,7 +20,9 @@
  *                            jmu, the open log, held over an append and its
  *                            flush; wf_mu, the workflow cache),
  *                            (shared around one notification), the
- *                            deleter's and fetchers' queues (ds.mu guards them)
+ *                            deleter's and fetchers' queues (ds.mu guards them),
+ *                            dc->mu (diskcache.c: counters; its file I/O runs
+ *                            with none of these held)
  * Kernel notifications (fs_kernel_inval_*) are sent with none of these held.
  */
 #ifndef FS_I_H
@@ -331,10 +333,13 @@ struct fs_state {
     pthread_rwlock_t kern_lk;
     /* -o writeback: the journal and the uploader (uploader.c), or NULL */
     struct fs_wb *wb;
+    /* the on-disk document cache (diskcache.c), or NULL when disabled */
+    struct fs_dc *dc;
 };
 
 struct fs_state *fs_st(void);
 struct fs_wb;
+struct fs_dc;
 
 /* ---------------------------------------------------------------- log */
 void fs_log(struct fs_state *st, int level, const char *fmt, ...)
@@ -511,6 +516,11 @@ int fs_fetch_one(struct fs_state *st, struct fs_item *it, int64_t ms, int status
 /** A size miss of @p it (ds.mu held): queue one batch around it in listing
  * order (st->mu is NOT held; the listing is read under it by the worker). */
 void fs_fetch_batch_locked(struct fs_state *st, struct fs_item *it);
+/** An open of @p it whose bytes the memory budget dropped and the disk
+ * cache does not hold (ds.mu held): the same batch, which also takes the
+ * neighbours whose bytes were dropped, so re-reading a folder costs
+ * batches, not one request per file. */
+void fs_fetch_reread_locked(struct fs_state *st, struct fs_item *it);
 /** Read-ahead: a stat served from a batch asks for the next one (ds.mu held). */
 void fs_fetch_readahead_locked(struct fs_state *st, struct fs_folder *f);
 /** Unmount: stop background fetches and wait for their threads (bounded). */
@@ -681,6 +691,11 @@ struct fs_jrec {
     size_t len;
 };
 void fs_jrec_clear(struct fs_jrec *r);
+/** The directory name of this API URL and team ("%08x-team%lld": CRC-32 of
+ * the URL, team id): the journal's and the document cache's. */
+void fs_team_key(const struct fs_state *st, char *buf, size_t n);
+/** mkdir -p (each missing component with @p mode). 0 / -1 and errno. */
+int fs_mkdir_p(const char *dir, mode_t mode);
 /** Open (create) the journal of this API URL and team and lock it for this
  * daemon; -1 with a reason if another daemon holds it. */
 int fs_journal_open(struct fs_state *st, char **dir_out, int *fd_out, char *err, size_t errlen);
@@ -732,6 +747,34 @@ void fs_doc_wb_clear(struct fs_state *st, struct fs_item *it, struct fs_ver *v);
 /** The workflow of a project, cached (save.c): one request per project per
  * minute, none when cached (the close path of -o writeback uses it). */
 int fs_workflow(struct fs_state *st, const struct sa_project *p, struct sa_workflow *out);
+
+/* ----------------------------------------------------------- diskcache */
+/** The on-disk document cache (diskcache.c, issue 11): settled documents by
+ * (item id, version key), shared by every mount of the team on this machine.
+ * init: after the pre-flight (the team is known); installs st->ds.tier.
+ * Returns 0 (also when disabled or the directory is unusable: logged). */
+int fs_dc_init(struct fs_state *st);
+void fs_dc_free(struct fs_state *st);
+/** One entry (no lock held): 0 and new NUL-terminated bytes, or -ENOENT
+ * (absent, another version, or corrupt: then removed and counted). */
+int fs_dc_get(struct fs_state *st, long long id, int64_t ms, int status, char **data,
+              size_t *len);
+/** Store settled bytes for that key (no lock held; unsettled: nothing). */
+void fs_dc_put(struct fs_state *st, long long id, int64_t ms, int status, const char *data,
+               size_t len, int settled);
+/** The same from a batch (fetch.c): @p data is stolen and written by the
+ * writer thread (started in init, stopped in destroy); waits while its
+ * queue is full (16 MiB). */
+void fs_dc_put_async(struct fs_state *st, long long id, int64_t ms, int status, char *data,
+                     size_t len, int settled);
+void fs_dc_start(struct fs_state *st);
+void fs_dc_stop(struct fs_state *st);
+/** Counters for user.safs.stats. */
+struct fs_dc_stats {
+    int enabled;
+    uint64_t hits, misses, stored, evicted, corrupt, bytes, max, queued, dropped;
+};
+void fs_dc_stats(struct fs_state *st, struct fs_dc_stats *out);
 
 /* -------------------------------------------------------------- kernel */
 /** Drop the kernel's cached attributes of @p path now (no lock held). */

@@ -322,6 +322,9 @@ int fs_open_item(struct fs_state *st, struct fs_item *it, const char *path,
         fs_kernel_inval_path(st, path);
     fi->direct_io = 1;
     fi->keep_cache = 0;
+    /* a read-only descriptor has nothing to save or report at close: no
+     * FLUSH round trip (one of six per file of a `cp -r`) */
+    fi->noflush = !h->writable;
     fi->fh = (uintptr_t)h;
     return 0;
 }

@@ -42,7 +42,7 @@ void fs_jrec_clear(struct fs_jrec *r)
     memset(r, 0, sizeof *r);
 }
 
-static int mkdir_p(const char *dir, mode_t mode)
+int fs_mkdir_p(const char *dir, mode_t mode)
 {
     char tmp[PATH_MAX];
     snprintf(tmp, sizeof tmp, "%s", dir);
@@ -104,11 +104,19 @@ static int foreign_log(const char *dir, char *err, size_t errlen)
     return bad;
 }
 
+void fs_team_key(const struct fs_state *st, char *buf, size_t n)
+{
+    /* keyed by API URL and team: the same team through another URL is
+     * another platform */
+    const char *url = st->cfg->url ? st->cfg->url : "";
+    snprintf(buf, n, "%08x-team%lld", fs_crc32(url, strlen(url)), st->team_id);
+}
+
 int fs_journal_open(struct fs_state *st, char **dir_out, int *fd_out, char *err, size_t errlen)
 {
     const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
     char base[PATH_MAX - 64], dir[PATH_MAX], lock[PATH_MAX + 8];
-    const char *url = st->cfg->url ? st->cfg->url : "";
+    char key[64];
     int fd;
 
     if (xdg && *xdg == '/')
@@ -117,11 +125,9 @@ int fs_journal_open(struct fs_state *st, char **dir_out, int *fd_out, char *err,
         snprintf(base, sizeof base, "%s/.local/state/safs", home);
     else
         snprintf(base, sizeof base, "/var/lib/safs");
-    /* keyed by API URL and team: the same team through another URL is
-     * another platform */
-    snprintf(dir, sizeof dir, "%s/%08x-team%lld", base, fs_crc32(url, strlen(url)),
-             st->team_id);
-    if (mkdir_p(dir, 0700)) {
+    fs_team_key(st, key, sizeof key);
+    snprintf(dir, sizeof dir, "%s/%s", base, key);
+    if (fs_mkdir_p(dir, 0700)) {
         snprintf(err, errlen, "-o writeback: cannot create the journal %s: %s", dir,
                  strerror(errno));
         return -1;

@@ -49,6 +49,7 @@ static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
     st->fuse = fuse_get_context()->fuse;
     /* threads only now: after fuse_daemonize */
     fs_kernel_start(st);
+    fs_dc_start(st);
     fs_deleter_start(st);
     fs_wb_start(st);
     return st;
@@ -62,6 +63,7 @@ static void op_destroy(void *data)
     fs_fetch_stop(st);
     fs_deleter_stop(st); /* pending deletes are sent now */
     fs_kernel_stop(st);
+    fs_dc_stop(st); /* the document cache's queued writes, at most 5 s */
     fs_scratch_report_all(st);
 }
 

@@ -36,12 +36,24 @@
  * does not retry file by file; an open always retries. */
 #define FETCH_ERR_HOLD 1.0
 
+/* A word at a time (the byte-wise FNV-1a this replaced was 16 % of the
+ * daemon's CPU on a warm `cp -r`, three passes per document): each step is
+ * a bijection of h for a given word, so documents of one length that
+ * differ in one word never collide; the disk cache's checksum too. */
 uint64_t fs_hash(const char *p, size_t n)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++)
+    const uint64_t k = 0x9e3779b97f4a7c15ull;
+    uint64_t h = 1469598103934665603ull ^ (n * k);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        h = (h ^ w) * k;
+        h ^= h >> 31;
+    }
+    for (; i < n; i++)
         h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
-    return h;
+    return h ^ (h >> 29);
 }
 
 double fs_trust_window(const struct fs_state *st)
@@ -142,8 +154,8 @@ void fs_store_stats(struct fs_state *st, size_t *bytes, size_t *budget)
 
 /* ------------------------------------------------------------ versions */
 
-static struct fs_ver *ver_new(struct fs_store *ds, int64_t ms, int status, char *data,
-                              size_t len, int settled, int derived)
+static struct fs_ver *ver_new_hashed(struct fs_store *ds, int64_t ms, int status, char *data,
+                                     size_t len, uint64_t hash, int settled, int derived)
 {
     struct fs_ver *v = calloc(1, sizeof *v);
     if (!v) {
@@ -155,13 +167,19 @@ static struct fs_ver *ver_new(struct fs_store *ds, int64_t ms, int status, char 
     v->status = status;
     v->data = data;
     v->len = len;
-    v->hash = fs_hash(data, len);
+    v->hash = hash;
     v->settled = settled;
     v->derived = derived;
     v->made = fs_now();
     ds->lru_bytes += len;
     lru_push(ds, v);
     return v;
+}
+
+static struct fs_ver *ver_new(struct fs_store *ds, int64_t ms, int status, char *data,
+                              size_t len, int settled, int derived)
+{
+    return ver_new_hashed(ds, ms, status, data, len, fs_hash(data, len), settled, derived);
 }
 
 void fs_ver_ref_locked(struct fs_ver *v)
@@ -315,12 +333,14 @@ struct fs_ver *fs_doc_fill_locked(struct fs_state *st, struct fs_item *it, int64
 {
     struct fs_doc *d = &it->doc;
     struct fs_ver *v = d->cur;
+    uint64_t hash;
 
     if (!key_is(d, ms, status)) {
         free(data);
         return NULL;
     }
-    if (v && v->len == len && v->hash == fs_hash(data, len) && v->derived == derived) {
+    hash = fs_hash(data, len);
+    if (v && v->len == len && v->hash == hash && v->derived == derived) {
         /* the same bytes again: re-attach them, refresh the trust */
         if (!v->data) {
             v->data = data;
@@ -336,7 +356,7 @@ struct fs_ver *fs_doc_fill_locked(struct fs_state *st, struct fs_item *it, int64
         pthread_cond_broadcast(&st->ds.cv);
         return v;
     }
-    v = ver_new(&st->ds, ms, status, data, len, settled, derived);
+    v = ver_new_hashed(&st->ds, ms, status, data, len, hash, settled, derived);
     if (!v)
         return NULL;
     fs_ver_unref_locked(st, d->cur);
@@ -379,7 +399,7 @@ int fs_doc_get(struct fs_state *st, struct fs_item *it, int fresh, int mark_serv
                struct fs_ver **out)
 {
     struct fs_doc *d = &it->doc;
-    int tries = 0, r;
+    int tries = 0, reread = 0, r;
 
     *out = NULL;
     pthread_mutex_lock(&st->ds.mu);
@@ -423,8 +443,33 @@ int fs_doc_get(struct fs_state *st, struct fs_item *it, int fresh, int mark_serv
         st->own.cache_misses++;
         pthread_mutex_unlock(&st->mu);
         r = -ENOENT;
-        if (st->ds.tier && !fresh)
+        if (st->ds.tier) {
+            /* the tier below (the disk cache) for exactly this key; a save
+             * asking for a fresh copy takes only settled bytes */
             r = st->ds.tier->get(st->ds.tier->ud, it->id, ms, status, &data, &len, &settled);
+            if (!r && fresh && !settled) {
+                free(data);
+                r = -ENOENT;
+            }
+        }
+        if (r && !fresh && !reread) {
+            /* bytes the memory budget dropped, not on disk: a batch of this
+             * item and its dropped neighbours (a re-read of a folder bigger
+             * than mem_max costs batches, not a request per file) */
+            pthread_mutex_lock(&st->ds.mu);
+            reread = 1;
+            if (d->cur && !d->cur->data && d->cur->ms == ms && d->cur->status == status &&
+                fs_ver_trusted(st, d->cur)) {
+                d->fetching = 0;
+                fs_fetch_reread_locked(st, it);
+                if (d->batching) {
+                    pthread_cond_broadcast(&st->ds.cv);
+                    continue;
+                }
+                d->fetching = 1;
+            }
+            pthread_mutex_unlock(&st->ds.mu);
+        }
         if (r) {
             r = fs_fetch_one(st, it, ms, status, &data, &len, &settled);
             if (!r && st->ds.tier)

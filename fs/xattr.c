@@ -58,6 +58,7 @@ static int stats_json(struct fs_state *st, char **out, size_t *len)
     size_t o = 0, bytes, budget;
     double now = fs_now();
     uint64_t wpend, wfail, wconf;
+    struct fs_dc_stats dcs;
 
     pthread_mutex_lock(&st->mu);
     if (st->stats_snap && now - st->stats_at < 1.0) {
@@ -73,6 +74,7 @@ static int stats_json(struct fs_state *st, char **out, size_t *len)
     sa_client_stats(st->c, &s);
     fs_store_stats(st, &bytes, &budget);
     fs_wb_counts(st, &wpend, &wfail, &wconf);
+    fs_dc_stats(st, &dcs);
     o += snprintf(buf + o, sizeof buf - o, "{\"requests\":{");
     for (int k = 0; k < SA_REQ__COUNT; k++)
         o += snprintf(buf + o, sizeof buf - o, "%s\"%s\":%llu", k ? "," : "",
@@ -85,7 +87,7 @@ static int stats_json(struct fs_state *st, char **out, size_t *len)
                   "\"cache_budget\":%zu,\"uploads\":%llu,"
                   "\"uploads_skipped_unchanged\":%llu,\"uploads_pending\":%llu,"
                   "\"uploads_failed\":%llu,\"uploads_conflicted\":%llu,"
-                  "\"conflicts\":%llu,\"deletes\":%llu}",
+                  "\"conflicts\":%llu,\"deletes\":%llu,",
                   (unsigned long long)s.retries, (unsigned long long)s.bytes_down,
                   (unsigned long long)s.bytes_up, (unsigned long long)st->own.cache_hits,
                   (unsigned long long)st->own.cache_misses, bytes, budget,
@@ -95,6 +97,15 @@ static int stats_json(struct fs_state *st, char **out, size_t *len)
                   (unsigned long long)wconf,
                   (unsigned long long)st->own.conflicts,
                   (unsigned long long)st->own.deletes);
+    o += snprintf(buf + o, sizeof buf - o,
+                  "\"disk_cache\":{\"enabled\":%s,\"hits\":%llu,\"misses\":%llu,"
+                  "\"stored\":%llu,\"evicted\":%llu,\"corrupt\":%llu,\"bytes\":%llu,"
+                  "\"max\":%llu,\"queued\":%llu,\"dropped\":%llu}}",
+                  dcs.enabled ? "true" : "false", (unsigned long long)dcs.hits,
+                  (unsigned long long)dcs.misses, (unsigned long long)dcs.stored,
+                  (unsigned long long)dcs.evicted, (unsigned long long)dcs.corrupt,
+                  (unsigned long long)dcs.bytes, (unsigned long long)dcs.max,
+                  (unsigned long long)dcs.queued, (unsigned long long)dcs.dropped);
     free(st->stats_snap);
     st->stats_snap = strdup(buf);
     st->stats_len = o;

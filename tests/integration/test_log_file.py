@@ -28,7 +28,9 @@ def token_file(d):
 def opts(emulator, d, **extra):
     o = {"url": emulator.base_url + "/", "token_file": token_file(d),
          "attr_timeout": "0", "entry_timeout": "0", "negative_timeout": "0",
-         "cache_timeout": "0", "recovery_dir": os.path.join(d, "recovery")}
+         "cache_timeout": "0", "recovery_dir": os.path.join(d, "recovery"),
+         # the document cache too stays in the test's directory, not ~/.cache
+         "cache_dir": os.path.join(d, "cache")}
     o.update(extra)
     return ",".join("%s=%s" % kv for kv in o.items())
 

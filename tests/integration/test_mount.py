@@ -167,7 +167,7 @@ def closed_port():
 
 HELP_OPTIONS = ["url=", "item_url=", "wm_url=", "assets_url=", "token_file=", "cafile=",
                 "insecure", "keep_status", "suffix=", "cache_timeout=", "timeout=", "max_doc=",
-                "fps=", "list_frames", "recovery_dir=", "cache_dir=", "max_threads=", "uid=",
+                "fps=", "list_frames", "recovery_dir=", "cache_dir=", "cache_max=", "mem_max=", "max_threads=", "uid=",
                 "gid=", "umask=", "ro", "allow_other", "loglevel=", "--probe", "--version",
                 "-f", "-d", "-s", "_netdev", "nofail", "x-systemd.", "attr_timeout"]
 
@@ -183,7 +183,8 @@ def test_help_lists_every_option_with_its_default(tmp_path):
     defaults = {"cache_timeout=": "default: 5)", "max_doc=": "default: 256M",
                 "umask=": "default: 022", "max_threads=": "default: 64",
                 "suffix=": "default: ___objects.json", "fps=": "default: 1",
-                "timeout=": "default: 1"}
+                "timeout=": "default: 1", "cache_max=": "default: 512M",
+                "mem_max=": "default: 64M"}
     for opt, d in defaults.items():
         line = next(l for l in text.splitlines() if l.strip().startswith(opt))
         assert d in line, "%s: %r has no %r" % (opt, line, d)
