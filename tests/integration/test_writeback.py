@@ -36,6 +36,29 @@ def wait_landed(m, timeout=60):
     assert wait_for(lambda: not journal_files(m), timeout), journal_files(m)
 
 
+def kill9(m):
+    """kill -9 of the daemon; its mount point lazily unmounted."""
+    os.kill(m.pid, signal.SIGKILL)
+    m.proc.wait(10)
+    run(["fusermount3", "-u", "-z", m.path], check=False)
+    m.mounted = False
+
+
+def remount_landed(mount, emulator):
+    """Faults and counters cleared, a new -o writeback mount that replays
+    the journal; returned once everything journaled has landed."""
+    emulator.clear_faults()
+    emulator.reset_stats()
+    emulator.reset_requests()
+    m2 = mount(P, opts=WB)
+    wait_landed(m2)
+    return m2
+
+
+def upload_requests(emulator):
+    return [r for r in emulator.requests() if r.get("path") == "/api/v4/items/annotations/upload"]
+
+
 def doc(name, tag):
     return {"metadata": {"name": name, "width": 10, "height": 10},
             "instances": [{"type": "point", "classId": 1, "className": "c", "x": 1.5, "y": 2.5,
@@ -266,19 +289,11 @@ def test_kill9_then_remount_uploads_last_saves_once(mount, emulator, api, proj):
         for v in range(3):
             write(fp(m, "f", n), enc(doc(n, "k%d" % v)))
     assert len(journal_files(m)) == len(proj)
-    os.kill(m.pid, signal.SIGKILL)
-    m.proc.wait(10)
-    run(["fusermount3", "-u", "-z", m.path], check=False)
-    m.mounted = False
-    emulator.clear_faults()
-    emulator.reset_stats()
-    emulator.reset_requests()
-    m2 = mount(P, opts=WB)
-    wait_landed(m2)
+    kill9(m)
+    m2 = remount_landed(mount, emulator)
     for n in proj:
         assert tags(api, "f", n) == ["k2"]
-    ups = [r for r in emulator.requests() if r.get("path") == "/api/v4/items/annotations/upload"]
-    assert len(ups) == 1, ups     # one multipart batch for the five
+    assert len(upload_requests(emulator)) == 1     # one multipart batch for the five
     assert journal_files(m2) == []
     assert "replayed" in m2.log()
 
@@ -295,10 +310,7 @@ def test_kill9_torn_tail_is_ignored(mount, emulator, api, proj):
     for n in proj:
         write(fp(m, "f", n), enc(doc(n, "whole")))
     assert len(journal_files(m)) == len(proj)
-    os.kill(m.pid, signal.SIGKILL)
-    m.proc.wait(10)
-    run(["fusermount3", "-u", "-z", m.path], check=False)
-    m.mounted = False
+    kill9(m)
     logs = [os.path.join(r, f) for r, _d, fs in os.walk(m.state_dir) for f in fs
             if f.endswith(".log")]
     assert len(logs) == 1, logs
@@ -312,15 +324,10 @@ def test_kill9_torn_tail_is_ignored(mount, emulator, api, proj):
         fh.seek(off)
         fh.write(torn)
     assert len(journal_files(m)) == len(proj)
-    emulator.clear_faults()
-    emulator.reset_stats()
-    emulator.reset_requests()
-    m2 = mount(P, opts=WB)
-    wait_landed(m2)
+    m2 = remount_landed(mount, emulator)
     for n in proj:
         assert tags(api, "f", n) == ["whole"]
-    ups = [r for r in emulator.requests() if r.get("path") == "/api/v4/items/annotations/upload"]
-    assert len(ups) == 1, ups
+    assert len(upload_requests(emulator)) == 1
     assert journal_files(m2) == []
     assert "5 journaled save(s)" in m2.log()
 
@@ -336,10 +343,7 @@ def test_format1_journal_is_replayed_and_migrated(mount, emulator, api, proj):
         for v in range(2):
             write(fp(m, "f", n), enc(doc(n, "old%d" % v)))
     assert len(journal_files(m)) == len(proj)
-    os.kill(m.pid, signal.SIGKILL)
-    m.proc.wait(10)
-    run(["fusermount3", "-u", "-z", m.path], check=False)
-    m.mounted = False
+    kill9(m)
     # the same records, as format 1 wrote them
     for root, _dirs, files in os.walk(m.state_dir):
         for f in files:
@@ -352,15 +356,10 @@ def test_format1_journal_is_replayed_and_migrated(mount, emulator, api, proj):
                         open(os.path.join(root, "%016x.up" % seq), "wb").close()
                 os.unlink(os.path.join(root, f))
     assert log_records(m.state_dir) == {}
-    emulator.clear_faults()
-    emulator.reset_stats()
-    emulator.reset_requests()
-    m2 = mount(P, opts=WB)
-    wait_landed(m2)
+    m2 = remount_landed(mount, emulator)
     for n in proj:
         assert tags(api, "f", n) == ["old1"]
-    ups = [r for r in emulator.requests() if r.get("path") == "/api/v4/items/annotations/upload"]
-    assert len(ups) == 1, ups
+    assert len(upload_requests(emulator)) == 1
     assert journal_files(m2) == []
     assert "replayed" in m2.log()
 
@@ -505,7 +504,7 @@ def test_dead_server_during_drain_stays_journaled_then_replays(mount, emulator, 
     for n in proj[:3]:
         assert tags(api, "f", n) == ["dead"]
         assert api.status(P, "f", n) == "InProgress"
-    ups = [r for r in emulator.requests() if r.get("path") == "/api/v4/items/annotations/upload"]
+    ups = upload_requests(emulator)
     assert len(ups) == 1
     assert not recovered_bytes(m.recovery_dir) and not recovered_bytes(m2.recovery_dir)
 
@@ -539,10 +538,7 @@ def test_kill9_mid_upload_then_remount_lands_once(mount, emulator, api, proj):
         write(fp(m, "f", n), enc(doc(n, "mid")))
     assert wait_for(lambda: any(r.get("path") == SEARCH for r in emulator.requests()), 10)
     time.sleep(1.0)
-    os.kill(m.pid, signal.SIGKILL)
-    m.proc.wait(10)
-    run(["fusermount3", "-u", "-z", m.path], check=False)
-    m.mounted = False
+    kill9(m)
     assert len(journal_files(m)) == len(proj)
     time.sleep(3)       # the slow upload finishes on the server (or not)
     emulator.clear_faults()
@@ -552,7 +548,7 @@ def test_kill9_mid_upload_then_remount_lands_once(mount, emulator, api, proj):
     for n in proj:
         assert tags(api, "f", n) == ["mid"]
         assert api.status(P, "f", n) == "InProgress"
-    ups = [r for r in emulator.requests() if r.get("path") == "/api/v4/items/annotations/upload"]
+    ups = upload_requests(emulator)
     assert len(ups) <= 1, ups
     assert not recovered_bytes(m2.recovery_dir)
 
@@ -565,10 +561,7 @@ def test_folder_mount_replays_only_its_folder(mount, emulator, api, proj):
     write(fp(m, "f", proj[0]), enc(doc(proj[0], "scoped")))
     write(fp(m, "big", "b000.jpg"), enc(doc("b000.jpg", "other")))
     assert len(journal_files(m)) == 2
-    os.kill(m.pid, signal.SIGKILL)
-    m.proc.wait(10)
-    run(["fusermount3", "-u", "-z", m.path], check=False)
-    m.mounted = False
+    kill9(m)
     emulator.clear_faults()
     m2 = mount(P + "/f", opts=WB)
     assert wait_for(lambda: len(journal_files(m2)) == 1, 30)
