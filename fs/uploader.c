@@ -205,7 +205,7 @@ int fs_wb_save(struct fs_state *st, struct fs_item *it, const char *data, size_t
     struct fs_doc *d = &it->doc;
     struct fs_ver *cmp = NULL, *v;
     struct sa_workflow w;
-    struct wbe *e, *ex, *old = NULL;
+    struct wbe *e, *ex, *old = NULL, *old2 = NULL;
     struct timespec mt;
     char why[256], *prep = NULL, *final = NULL, *pend = NULL;
     size_t preplen = 0, flen = 0;
@@ -438,6 +438,11 @@ int fs_wb_save(struct fs_state *st, struct fs_item *it, const char *data, size_t
         e->n_olds = ex->n_olds;
         ex->olds = NULL;
         ex->n_olds = 0;
+        /* a save waiting for ex (ex was in flight then, and its try
+         * failed) is older than this one: it goes too, never sent */
+        old2 = find(wb, it->id, 1);
+        if (old2)
+            unlink_entry(wb, old2);
         if (ex->sent || ex->r.uploaded) {
             struct wb_old *no = realloc(e->olds, (e->n_olds + 1) * sizeof *no);
             if (no) {
@@ -471,6 +476,10 @@ int fs_wb_save(struct fs_state *st, struct fs_item *it, const char *data, size_t
         if (old->r.seq)
             fs_journal_remove(wb->dir, old->r.seq);
         entry_free(st, old);
+    }
+    if (old2) {
+        fs_journal_remove(wb->dir, old2->r.seq);
+        entry_free(st, old2);
     }
     fs_log(st, LOG_DEBUG, "%s: journaled (%zu bytes) as save %llu, based on %s%lld/%d%s", o->path,
            len, (unsigned long long)jseq, jblind ? "nothing (blind) " : "key ", (long long)jms,

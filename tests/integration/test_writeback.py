@@ -200,6 +200,37 @@ def test_coalescing_one_upload(mount, emulator, api, proj):
     assert emulator.uploads() == 1
 
 
+def test_save_after_a_failed_try_lands_last(mount, emulator, api, proj):
+    """Save A's upload is in flight (slow) when save B is made: B waits for
+    A. A's try fails (503: A is queued again for a retry, not in flight),
+    then save C is made: C replaces A and B (both older), and the platform
+    ends with C — never with B landing after C (it did: B stayed waiting
+    and was promoted when C landed; found by stress.py --writeback)."""
+    m = mount(P, opts=WBC)
+    name = proj[4]
+    path = fp(m, "f", name)
+    read(path)
+    emulator.faults({"method": "POST", "path": "/api/v4/items/annotations/upload", "status": 503,
+                     "count": -1})
+    emulator.latency(400)
+    write(path, enc(doc(name, "A")))
+    # the uploader takes A once the folder is quiet (0.3 s); its version
+    # check then takes 0.4 s: B is made while A is in flight
+    time.sleep(0.5)
+    write(path, enc(doc(name, "B")))
+    # A's upload fails after the client's retries; A is queued for its next
+    # try with B still waiting for it
+    assert wait_for(lambda: "the upload failed" in m.log(), 60), m.log()[-2000:]
+    write(path, enc(doc(name, "C")))
+    emulator.latency(0)
+    emulator.clear_faults()
+    wait_landed(m)
+    assert tags(api, "f", name) == ["C"]
+    assert json.loads(read(path))["tags"] == ["C"]
+    time.sleep(1.0)     # nothing older lands afterwards
+    assert tags(api, "f", name) == ["C"]
+
+
 def test_fsync_other_descriptor_and_directory_report_conflict(mount, emulator, api, proj):
     m = mount(P, opts=WBC)
     name = proj[3]
