@@ -44,6 +44,22 @@ def kill9(m):
     m.mounted = False
 
 
+def journal_then_kill9(mount, emulator, proj, versions):
+    """A mount whose uploader is held saves each of @p versions, in order, to
+    every file of @p proj (one journal record left per file, coalesced),
+    then is killed with -9. Returns the dead mount."""
+    m = mount(P, opts=WBC)
+    for n in proj:
+        read(fp(m, "f", n))
+    hold_uploader(emulator)
+    for n in proj:
+        for v in versions:
+            write(fp(m, "f", n), enc(doc(n, v)))
+    assert len(journal_files(m)) == len(proj)
+    kill9(m)
+    return m
+
+
 def remount_landed(mount, emulator):
     """Faults and counters cleared, a new -o writeback mount that replays
     the journal; returned once everything journaled has landed."""
@@ -312,15 +328,7 @@ def test_unlink_cancels_pending_save(mount, emulator, api, proj):
 
 
 def test_kill9_then_remount_uploads_last_saves_once(mount, emulator, api, proj):
-    m = mount(P, opts=WBC)
-    for n in proj:
-        read(fp(m, "f", n))
-    hold_uploader(emulator)
-    for n in proj:
-        for v in range(3):
-            write(fp(m, "f", n), enc(doc(n, "k%d" % v)))
-    assert len(journal_files(m)) == len(proj)
-    kill9(m)
+    m = journal_then_kill9(mount, emulator, proj, ["k0", "k1", "k2"])
     m2 = remount_landed(mount, emulator)
     for n in proj:
         assert tags(api, "f", n) == ["k2"]
@@ -334,14 +342,7 @@ def test_kill9_torn_tail_is_ignored(mount, emulator, api, proj):
     the last whole one (here: the start of a save record cut short, after
     the zeros written ahead are overwritten by it): the remount replays
     every whole record once and ignores the torn one."""
-    m = mount(P, opts=WBC)
-    for n in proj:
-        read(fp(m, "f", n))
-    hold_uploader(emulator)
-    for n in proj:
-        write(fp(m, "f", n), enc(doc(n, "whole")))
-    assert len(journal_files(m)) == len(proj)
-    kill9(m)
+    m = journal_then_kill9(mount, emulator, proj, ["whole"])
     logs = [os.path.join(r, f) for r, _d, fs in os.walk(m.state_dir) for f in fs
             if f.endswith(".log")]
     assert len(logs) == 1, logs
@@ -362,19 +363,12 @@ def test_kill9_torn_tail_is_ignored(mount, emulator, api, proj):
     assert journal_files(m2) == []
     assert "5 journaled save(s)" in m2.log()
 
+
 def test_format1_journal_is_replayed_and_migrated(mount, emulator, api, proj):
     """A journal left by safs before the log (format 1: one <seq>.rec file
     per save, <seq>.up markers) is replayed by this one: the last save of
     each file lands once, and the old files are gone (migrated)."""
-    m = mount(P, opts=WBC)
-    for n in proj:
-        read(fp(m, "f", n))
-    hold_uploader(emulator)
-    for n in proj:
-        for v in range(2):
-            write(fp(m, "f", n), enc(doc(n, "old%d" % v)))
-    assert len(journal_files(m)) == len(proj)
-    kill9(m)
+    m = journal_then_kill9(mount, emulator, proj, ["old0", "old1"])
     # the same records, as format 1 wrote them
     for root, _dirs, files in os.walk(m.state_dir):
         for f in files:
