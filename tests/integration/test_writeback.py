@@ -21,6 +21,7 @@ from defects import wait_for
 
 P = "WB"
 WB = {"writeback": True}
+STATUS = "user.superannotate.status"
 # the listing cached: the uploader's version check can be held back (a
 # fault on the listing by names) while the mount still resolves names
 WBC = {"writeback": True, "cache_timeout": "60"}
@@ -650,3 +651,51 @@ def test_fsync_under_a_dead_uploader_path_returns_eio_within_op_timeout(mount, e
         os.close(fd)
     assert tags(api, "f", name) == ["held"]
     assert journal_files(m) == []
+
+
+@pytest.mark.parametrize("before", ["completed", "deleted-then-saved"])
+@pytest.mark.parametrize("held", [True, False], ids=["save-held", "save-racing"])
+def test_rm_of_unlanded_save_then_touch_and_same_save_keep_status(mount, emulator, api, proj,
+                                                                  before, held):
+    """The path tests/stress/stress.py --writeback (seed 11) reported a status
+    mismatch on: a save that has not landed, rm (the save is cancelled),
+    touch within the grace period (the delete is cancelled), read back, then a
+    save of the very document read, with fsync. The platform keeps what the
+    touch showed, content and status; nothing is uploaded after the touch."""
+    m = mount(P, opts={"writeback": True, "cache_timeout": "0"})
+    name = proj[3]
+    path = fp(m, "f", name)
+    read(path)
+    if before == "completed":
+        os.setxattr(path, STATUS, b"Completed")
+    else:
+        os.unlink(path)
+        assert wait_for(lambda: api.document(P, "f", name)["instances"] == [], 10)
+        write(path, enc(doc(name, "landed")))
+    fd = os.open(path, os.O_RDONLY)
+    os.fsync(fd)
+    os.close(fd)
+    want_tags, want_status = tags(api, "f", name), api.status(P, "f", name)
+    if held:
+        hold_uploader(emulator)
+    write(path, enc(doc(name, "never-lands")))
+    os.unlink(path)
+    emulator.clear_faults()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    os.close(fd)
+    shown = json.loads(read(path))
+    shown_status = xget(path, STATUS)
+    if not held and shown["tags"] == ["never-lands"]:
+        want_tags, want_status = ["never-lands"], "InProgress"   # it landed before the rm
+    assert (shown["tags"], shown_status) == (want_tags, want_status)
+    uploads = emulator.uploads()
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+    assert os.write(fd, json.dumps(shown, separators=(",", ":")).encode()) > 0
+    os.fsync(fd)
+    os.close(fd)
+    assert xget(path, "user.safs.sync") == "clean"
+    assert emulator.uploads() == uploads
+    assert (tags(api, "f", name), api.status(P, "f", name)) == (want_tags, want_status)
+    again = read(path)
+    assert (json.loads(again)["tags"], xget(path, STATUS)) == (want_tags, want_status)
+    assert os.stat(path).st_size == len(again)
