@@ -164,6 +164,7 @@ def main():
             prog = ["rsync", "-a", src + "/", m.p(F) + "/"] if kind == "rsync-wb" else \
                 ["bash", "-c", "cp %s/* %s/" % (src, m.p(F))]
             subprocess.run(prog, check=True, timeout=3600, stdout=subprocess.DEVNULL)
+            tp = time.monotonic() - t
             during = total(em)
             if wb:
                 fd = os.open(m.p(F), os.O_RDONLY)
@@ -176,7 +177,7 @@ def main():
         finally:
             m.unmount()
             shutil.rmtree(src, ignore_errors=True)
-        return dt, req, during, cpu, rss
+        return dt, req, during, cpu, rss, tp
 
     for lat in [int(x) for x in a.latency.split(",")]:
         for r in range(a.runs):
@@ -185,7 +186,8 @@ def main():
             t = time.monotonic()
             seq[0] += 1
             baseline(api, names, "base%d" % seq[0])
-            res = {"baseline": (time.monotonic() - t, total(em), 0, 0.0, 0)}
+            bt = time.monotonic() - t
+            res = {"baseline": (bt, total(em), 0, 0.0, 0, bt)}
             em.latency(0)
             for kind in kinds:
                 res[kind] = run_mount(kind, lat)
@@ -195,7 +197,7 @@ def main():
     print("\n%d files into a %d-item folder; medians of %d runs" % (a.files, a.items, a.runs))
     print("%-4s %-11s %8s %6s %8s %6s %9s %6s %7s" % ("L ms", "run", "time s", "x base",
                                                    "requests", "x base", "during cp",
-                                                   "cpu s", "rss MB"))
+                                                   "cpu s", "rss MB") + "  prog s")
     for lat in [int(x) for x in a.latency.split(",")]:
         bt = statistics.median(v[0] for v in results[(lat, "baseline")])
         br = statistics.median(v[1] for v in results[(lat, "baseline")])
@@ -203,10 +205,11 @@ def main():
             vs = results[(lat, k)]
             t = statistics.median(v[0] for v in vs)
             rq = statistics.median(v[1] for v in vs)
-            print("%-4d %-11s %8.2f %6.2f %8d %6.2f %9s %6.2f %7d" % (
+            print("%-4d %-11s %8.2f %6.2f %8d %6.2f %9s %6.2f %7d %7.2f" % (
                 lat, k, t, t / bt if bt else 0, rq, rq / br if br else 0,
                 "-" if k == "baseline" else "%d" % statistics.median(v[2] for v in vs),
-                statistics.median(v[3] for v in vs), statistics.median(v[4] for v in vs)))
+                statistics.median(v[3] for v in vs), statistics.median(v[4] for v in vs),
+                statistics.median(v[5] for v in vs)))
     em.stop()
     shutil.rmtree(work, ignore_errors=True)
     shutil.rmtree(srcroot, ignore_errors=True)

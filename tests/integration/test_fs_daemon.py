@@ -362,10 +362,14 @@ def test_ls_l_with_cache_timeout_0_lists_once(mount, emulator):
     emulator.seed("Many", folder="f", items=names)
     m = mount("Many")  # cache_timeout=0, attr/entry timeouts 0 (fixture defaults)
     emulator.reset_stats()
+    t0 = time.monotonic()
     out = sh("ls -l %s | wc -l" % shlex.quote(m.p("f")), timeout=120).stdout
+    took = time.monotonic() - t0
     assert int(out) == 2001
     searches = emulator.count("POST /api/v1/items/search")
-    assert 1 <= searches <= 2, emulator.routes()
+    # one listing, and one more per second the command runs (a loaded
+    # machine under ASan can take several): never one per file
+    assert 1 <= searches <= 2 + int(took), (took, emulator.routes())
     # the next read still sees the platform: open asks for the item's version
     emulator.reset_stats()
     read(m.p("f", names[0] + SUFFIX))
