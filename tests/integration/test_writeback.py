@@ -15,13 +15,12 @@ import zlib
 
 import pytest
 
-from harness import SUFFIX, Mount, errno_of, pretty_tokens, read, recovered_bytes, run, sh, \
-    strip_server_meta, write, xget
+from harness import STATUS_XATTR, SUFFIX, Mount, errno_of, pretty_tokens, read, recovered_bytes, \
+    run, sh, strip_server_meta, write, xget
 from defects import wait_for
 
 P = "WB"
 WB = {"writeback": True}
-STATUS = "user.superannotate.status"
 # the listing cached: the uploader's version check can be held back (a
 # fault on the listing by names) while the mount still resolves names
 WBC = {"writeback": True, "cache_timeout": "60"}
@@ -607,7 +606,7 @@ def test_status_set_waits_for_pending_save(mount, emulator, api, proj):
     read(path)
     write(path, enc(doc(name, "then-status")))
     # the save's own status step (InProgress) must not come after this
-    os.setxattr(path, "user.superannotate.status", b"Completed")
+    os.setxattr(path, STATUS_XATTR, b"Completed")
     assert xget(path, "user.safs.sync") == "clean"
     assert tags(api, "f", name) == ["then-status"]
     assert api.status(P, "f", name) == "Completed"
@@ -667,7 +666,7 @@ def test_rm_of_unlanded_save_then_touch_and_same_save_keep_status(mount, emulato
     path = fp(m, "f", name)
     read(path)
     if before == "completed":
-        os.setxattr(path, STATUS, b"Completed")
+        os.setxattr(path, STATUS_XATTR, b"Completed")
     else:
         os.unlink(path)
         assert wait_for(lambda: api.document(P, "f", name)["instances"] == [], 10)
@@ -684,7 +683,7 @@ def test_rm_of_unlanded_save_then_touch_and_same_save_keep_status(mount, emulato
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
     os.close(fd)
     shown = json.loads(read(path))
-    shown_status = xget(path, STATUS)
+    shown_status = xget(path, STATUS_XATTR)
     if not held and shown["tags"] == ["never-lands"]:
         want_tags, want_status = ["never-lands"], "InProgress"   # it landed before the rm
     assert (shown["tags"], shown_status) == (want_tags, want_status)
@@ -697,5 +696,5 @@ def test_rm_of_unlanded_save_then_touch_and_same_save_keep_status(mount, emulato
     assert emulator.uploads() == uploads
     assert (tags(api, "f", name), api.status(P, "f", name)) == (want_tags, want_status)
     again = read(path)
-    assert (json.loads(again)["tags"], xget(path, STATUS)) == (want_tags, want_status)
+    assert (json.loads(again)["tags"], xget(path, STATUS_XATTR)) == (want_tags, want_status)
     assert os.stat(path).st_size == len(again)

@@ -348,8 +348,9 @@ class Stress:
             return [o for o in f.ops if o[0] <= t1 and o[1] >= t0]
 
     def replaced_twice(self, f, t0, t1):
-        """Did the owner change which file the name is (rename onto it, rm,
-        a re-create) at least twice during [t0, t1]?"""
+        """Did the owner change which file the name is at least twice during
+        [t0, t1]: two operations that rename onto it or rm it (an rm's own
+        re-create is part of the rm)?"""
         return len([o for o in self.busy(f, t0, t1) if o[2] in ("op_rename", "op_rm")]) >= 2
 
     def around(self, f, t0, t1):
